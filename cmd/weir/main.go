@@ -1,0 +1,103 @@
+// Command weir is the weir API gateway.
+//
+//	weir [-config FILE]            serve (default config.yaml)
+//	weir validate [-config FILE]   check a config: problems on stderr, exit 1; or exit 0
+//	weir demo [-config FILE]       serve, plus echo upstreams on the config's loopback targets
+//	weir version                   print the version
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/weir-gateway/weir/gateway"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; otherwise the module version is used.
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("weir "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "config.yaml", "path of the config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "weir %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return 2
+	}
+
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, "weir", versionString())
+		return 0
+	case "validate":
+		snap, err := gateway.LoadFile(*configPath)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		snap.Close()
+		fmt.Fprintf(stdout, "%s: ok (%d routes)\n", *configPath, len(snap.Routes))
+		return 0
+	case "serve", "demo":
+		snap, err := gateway.LoadFile(*configPath)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		log := newLogger(stderr, snap.LogLevel)
+		var ready func(net.Addr)
+		if cmd == "demo" {
+			stop, err := startDemoUpstreams(snap, log)
+			if err != nil {
+				fmt.Fprintf(stderr, "weir demo: %v\n", err)
+				return 1
+			}
+			defer stop()
+			ready = func(addr net.Addr) { printDemoHelp(stderr, snap, addr) }
+		}
+		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer cancel()
+		if err := gateway.Run(ctx, snap, log, stdout, ready); err != nil {
+			log.Error().Err(err).Msg("weir stopped")
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(stderr, "weir: unknown command %q; use serve (the default), validate, demo or version\n", cmd)
+	return 2
+}
+
+func newLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

@@ -1,0 +1,321 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+	"gopkg.in/yaml.v3"
+
+	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/upstream"
+)
+
+// LoadFile reads, decodes, validates and compiles a config file. The error, if any, is Problems
+// listing everything wrong with the file.
+func LoadFile(path string) (*Snapshot, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Problems{{File: path, Msg: fmt.Sprintf("cannot read config: %v", err)}}
+	}
+	return Compile(path, data)
+}
+
+// Compile builds a Snapshot from config bytes; file names their source in problems. Nothing is started:
+// upstream connections open on first use.
+func Compile(file string, data []byte) (*Snapshot, error) {
+	cfg := &Config{File: file}
+	sink := newProblemSink(file)
+	decodeConfig(data, cfg, sink)
+	c := compiler{cfg: cfg, sink: sink}
+	snap := c.snapshot()
+	if err := sink.err(); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+type compiler struct {
+	cfg      *Config
+	sink     *problemSink
+	defaults filters.Chain // defaults.filters, prepended to every route's chain
+}
+
+// problem records a semantic problem unless the value at path already failed to decode.
+func (c *compiler) problem(path, format string, args ...any) {
+	if !c.sink.covered(path) {
+		c.sink.addf(path, format, args...)
+	}
+}
+
+func (c *compiler) snapshot() *Snapshot {
+	s := &Snapshot{
+		Server: c.cfg.Server,
+		Log:    c.cfg.Log,
+		pools:  make(map[string]*upstream.Pool),
+		hosts:  make(map[string]*routeTable),
+	}
+	c.server(s)
+	if lvl, err := zerolog.ParseLevel(c.cfg.Log.Level); err != nil || c.cfg.Log.Level == "" {
+		c.problem("log.level", "unknown level %q; use debug, info, warn or error", c.cfg.Log.Level)
+	} else {
+		s.LogLevel = lvl
+	}
+	for _, name := range sortedKeys(c.cfg.Upstreams) {
+		if pool := c.pool(name, c.cfg.Upstreams[name]); pool != nil {
+			s.pools[name] = pool
+		}
+	}
+	c.defaults = c.filterList("defaults.filters", c.cfg.Defaults.Filters)
+	if len(c.cfg.Routes) == 0 {
+		c.problem("routes", "no routes are defined; add at least one under routes")
+	}
+	names := make(map[string]int)
+	for i := range c.cfg.Routes {
+		c.route(s, fmt.Sprintf("routes[%d]", i), &c.cfg.Routes[i], names)
+	}
+	return s
+}
+
+func (c *compiler) server(s *Snapshot) {
+	sc := c.cfg.Server
+	if _, _, err := net.SplitHostPort(sc.Listen); err != nil {
+		c.problem("server.listen", "invalid listen address %q; write it like \":8080\" or \"127.0.0.1:8080\"", sc.Listen)
+	}
+	c.positive("server.read_timeout", sc.ReadTimeout)
+	c.positive("server.write_timeout", sc.WriteTimeout)
+	c.positive("server.idle_timeout", sc.IdleTimeout)
+	c.positive("server.shutdown_timeout", sc.ShutdownTimeout)
+	if sc.MaxHeaderBytes < 1024 {
+		c.problem("server.max_header_bytes", "must be at least 1KiB to hold a request line and headers, got %d bytes", sc.MaxHeaderBytes)
+	}
+	if sc.MaxBodyBytes <= 0 {
+		c.problem("server.max_body_bytes", "must be more than 0 bytes")
+	}
+	for i, p := range sc.TrustedProxies {
+		prefix, err := parsePrefix(p)
+		if err != nil {
+			c.problem(fmt.Sprintf("server.trusted_proxies[%d]", i), "invalid address or CIDR %q; write it like \"10.0.0.0/8\" or \"192.0.2.7\"", p)
+			continue
+		}
+		s.trusted = append(s.trusted, prefix)
+	}
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+func (c *compiler) positive(path string, d interface{ Nanoseconds() int64 }) {
+	if d.Nanoseconds() <= 0 {
+		c.problem(path, "must be more than zero")
+	}
+}
+
+func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
+	path := "upstreams." + name
+	if uc == nil {
+		c.problem(path, "upstream %q has no settings; it needs at least targets", name)
+		return nil
+	}
+	before := len(c.sink.list)
+	st := upstream.Settings{
+		Name:             name,
+		ConnectTimeout:   uc.ConnectTimeout,
+		Timeout:          uc.Timeout,
+		MaxConns:         uc.MaxConnsPerTarget,
+		ConnWaitTimeout:  uc.ConnWaitTimeout,
+		IdleConnTimeout:  uc.IdleConnTimeout,
+		MaxResponseBytes: int(uc.MaxResponseBytes),
+	}
+	var err error
+	if st.Balancer, err = upstream.ParseBalancer(uc.Balancer); err != nil {
+		c.problem(path+".balancer", "%v", err)
+	}
+	switch {
+	case uc.HashKey != "" && st.Balancer != upstream.Hash:
+		c.problem(path+".hash_key", "hash_key is only used by the hash balancer, but balancer is %s", uc.Balancer)
+	case uc.HashKey == "" && st.Balancer == upstream.Hash && err == nil:
+		c.problem(path+".hash_key", "balancer hash needs a hash_key: client_ip, path, header:NAME or cookie:NAME")
+	case uc.HashKey != "":
+		if st.HashKey, err = upstream.ParseHashKey(uc.HashKey); err != nil {
+			c.problem(path+".hash_key", "%v", err)
+		}
+	}
+	if len(uc.Targets) == 0 {
+		c.problem(path+".targets", "the pool has no targets; list at least one, like - url: http://127.0.0.1:9001")
+	}
+	seen := make(map[string]int)
+	for i, tc := range uc.Targets {
+		tpath := fmt.Sprintf("%s.targets[%d]", path, i)
+		spec, err := upstream.ParseTarget(tc.URL)
+		if err != nil {
+			c.problem(tpath+".url", "%v", err)
+			continue
+		}
+		if j, dup := seen[spec.Addr]; dup {
+			c.problem(tpath+".url", "target %s is already listed as targets[%d]; raise its weight instead", spec.Addr, j)
+			continue
+		}
+		seen[spec.Addr] = i
+		if tc.Weight < 1 {
+			c.problem(tpath+".weight", "weight must be 1 or more, got %d", tc.Weight)
+		}
+		spec.Weight = tc.Weight
+		st.Targets = append(st.Targets, spec)
+	}
+	c.positive(path+".connect_timeout", uc.ConnectTimeout)
+	c.positive(path+".timeout", uc.Timeout)
+	c.positive(path+".idle_conn_timeout", uc.IdleConnTimeout)
+	if uc.ConnWaitTimeout < 0 {
+		c.problem(path+".conn_wait_timeout", "must be zero (fail at once) or more")
+	}
+	if uc.MaxConnsPerTarget < 1 {
+		c.problem(path+".max_conns_per_target", "must be 1 or more, got %d", uc.MaxConnsPerTarget)
+	}
+	if uc.MaxResponseBytes <= 0 {
+		c.problem(path+".max_response_bytes", "must be more than 0 bytes")
+	}
+	if len(c.sink.list) > before {
+		return nil
+	}
+	return upstream.NewPool(st)
+}
+
+// filterList checks a list of filters. No filter kinds exist yet, so every entry is reported.
+func (c *compiler) filterList(path string, specs []FilterSpec) filters.Chain {
+	for i := range specs {
+		n := &specs[i]
+		fpath := fmt.Sprintf("%s[%d]", path, i)
+		if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
+			c.problem(fpath, "a filter is a mapping with one key naming it, like - rate_limit: {...}")
+			continue
+		}
+		c.problem(fpath, "unknown filter %q; this version of weir has no filters yet", n.Content[0].Value)
+	}
+	return nil
+}
+
+func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[string]int) {
+	before := len(c.sink.list)
+	switch j, dup := names[rc.Name]; {
+	case rc.Name == "":
+		c.problem(path+".name", "every route needs a name (it appears in logs and metrics)")
+	case dup:
+		c.problem(path+".name", "route name %q is already used by routes[%d]", rc.Name, j)
+	default:
+		names[rc.Name] = len(names)
+	}
+	r := &Route{Name: rc.Name, Match: rc.Match}
+	if rc.Upstream == "" {
+		c.problem(path+".upstream", "every route needs an upstream")
+	} else if _, ok := c.cfg.Upstreams[rc.Upstream]; !ok {
+		c.problem(path+".upstream", "unknown upstream %q%s", rc.Upstream, suggest(rc.Upstream, sortedKeys(c.cfg.Upstreams), "upstreams"))
+	} else {
+		r.Pool = s.pools[rc.Upstream] // nil when the pool itself is invalid; reported there
+	}
+	r.Chain = append(slices.Clone(c.defaults), c.filterList(path+".filters", rc.Filters)...)
+	methods := c.methods(path+".match.methods", rc.Match.Methods)
+	hosts := c.hosts(path+".match.hosts", rc.Match.Hosts)
+	if !strings.HasPrefix(rc.Match.Path, "/") {
+		c.problem(path+".match.path", "path pattern %q must start with /", rc.Match.Path)
+	}
+	if len(c.sink.list) > before {
+		return
+	}
+	r.handler = r.record
+	for _, h := range hosts {
+		t := s.table(h)
+		if err := t.add(rc.Match.Path, methods, r.handler); err != nil {
+			c.problem(path+".match.path", "%v", err)
+			return
+		}
+	}
+	s.Routes = append(s.Routes, r)
+}
+
+func (c *compiler) methods(path string, ms []string) []string {
+	for i, m := range ms {
+		switch {
+		case m == fasthttp.MethodConnect || m == fasthttp.MethodTrace:
+			c.problem(fmt.Sprintf("%s[%d]", path, i), "%s is never proxied; weir answers it with 501", m)
+		case !isMethodToken(m):
+			c.problem(fmt.Sprintf("%s[%d]", path, i), "invalid method %q; methods are upper-case, like GET or POST", m)
+		}
+	}
+	return ms
+}
+
+func isMethodToken(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if (m[i] < 'A' || m[i] > 'Z') && m[i] != '-' && m[i] != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// hosts normalizes the route's host list; an empty list means any host and yields the "" table key.
+func (c *compiler) hosts(path string, hs []string) []string {
+	if len(hs) == 0 {
+		return []string{""}
+	}
+	out := make([]string, 0, len(hs))
+	for i, h := range hs {
+		n := strings.TrimSuffix(strings.ToLower(h), ".")
+		name := strings.TrimPrefix(n, "*.")
+		if name == "" || strings.ContainsAny(name, "*/:@ ") || strings.Contains(name, "..") {
+			c.problem(fmt.Sprintf("%s[%d]", path, i), "invalid host %q; write a name like api.example.com or a wildcard like *.example.com (no port)", h)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// add registers pattern for methods (all methods when empty) and turns the router's registration panics
+// into errors.
+func (t *routeTable) add(pattern string, methods []string, h fasthttp.RequestHandler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("path pattern %q cannot be added: %v", pattern, p)
+		}
+	}()
+	if len(methods) == 0 {
+		t.router.ANY(pattern, h)
+		return nil
+	}
+	for _, m := range methods {
+		t.router.Handle(m, pattern, h)
+		if !slices.Contains(t.methods, m) {
+			t.methods = append(t.methods, m)
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is what config.yaml says, decoded but not yet checked for meaning. Compile turns it into a
+// Snapshot and is the only place that checks meaning. Defaults live in the `default` tags; README.md's
+// config reference lists the same keys.
+type Config struct {
+	Server    ServerConfig               `yaml:"server"`
+	Log       LogConfig                  `yaml:"log"`
+	Upstreams map[string]*UpstreamConfig `yaml:"upstreams"`
+	Defaults  DefaultsConfig             `yaml:"defaults"`
+	Routes    []RouteConfig              `yaml:"routes"`
+
+	// File is the path the config was read from; every Problem names it.
+	File string `yaml:"-"`
+}
+
+// ServerConfig is the public listener.
+type ServerConfig struct {
+	// Listen is the TCP address of the public listener.
+	Listen string `yaml:"listen" default:":8080"`
+	// ReadTimeout bounds reading one whole request, body included, so slow clients are cut off.
+	ReadTimeout time.Duration `yaml:"read_timeout" default:"10s"`
+	// WriteTimeout bounds writing one response once the upstream has answered.
+	WriteTimeout time.Duration `yaml:"write_timeout" default:"30s"`
+	// IdleTimeout is how long a client keep-alive connection may wait for its next request.
+	IdleTimeout time.Duration `yaml:"idle_timeout" default:"90s"`
+	// MaxHeaderBytes caps the request line plus headers; more gets 431.
+	MaxHeaderBytes Size `yaml:"max_header_bytes" default:"16KiB"`
+	// MaxBodyBytes caps a request body; more gets 413.
+	MaxBodyBytes Size `yaml:"max_body_bytes" default:"4MiB"`
+	// ShutdownTimeout is how long in-flight requests may run after SIGTERM before the process exits.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" default:"15s"`
+	// TrustedProxies are CIDRs (or single addresses) whose X-Forwarded-* headers are believed and
+	// appended to; every other peer's are replaced.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// LogConfig controls the process log (stderr) and the access log (stdout).
+type LogConfig struct {
+	// Level is the lowest level of gateway events written: debug, info, warn or error.
+	Level string `yaml:"level" default:"info"`
+	// Access turns the one-line-per-request access log on or off.
+	Access bool `yaml:"access" default:"true"`
+}
+
+// UpstreamConfig is one pool of interchangeable backend targets.
+type UpstreamConfig struct {
+	// Balancer picks a target per request: round_robin, weighted, least_request, hash or random.
+	Balancer string `yaml:"balancer" default:"round_robin"`
+	// HashKey is what the hash balancer hashes: client_ip, header:NAME, cookie:NAME or path.
+	HashKey string `yaml:"hash_key"`
+	// Targets are the backends, each an http:// or https:// URL with a host and port and no path.
+	Targets []TargetConfig `yaml:"targets"`
+	// ConnectTimeout bounds dialing one target.
+	ConnectTimeout time.Duration `yaml:"connect_timeout" default:"1s"`
+	// Timeout bounds one attempt, from writing the request to reading the end of the response.
+	Timeout time.Duration `yaml:"timeout" default:"15s"`
+	// MaxConnsPerTarget caps open connections to each target.
+	MaxConnsPerTarget int `yaml:"max_conns_per_target" default:"512"`
+	// ConnWaitTimeout is how long a request may wait for a free connection once MaxConnsPerTarget are
+	// busy; after that it gets 503.
+	ConnWaitTimeout time.Duration `yaml:"conn_wait_timeout" default:"100ms"`
+	// IdleConnTimeout closes pooled connections idle this long. Keep it below the targets' own keep-alive
+	// timeout (Node.js: 5s, nginx: 75s, Go: 90s) so weir never writes to a connection being closed.
+	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout" default:"4s"`
+	// MaxResponseBytes caps a buffered response body; a larger one gets 502.
+	MaxResponseBytes Size `yaml:"max_response_bytes" default:"64MiB"`
+}
+
+// TargetConfig is one backend of a pool.
+type TargetConfig struct {
+	URL string `yaml:"url"`
+	// Weight is the target's share under the weighted and hash balancers.
+	Weight int `yaml:"weight" default:"1"`
+}
+
+// DefaultsConfig holds settings every route inherits.
+type DefaultsConfig struct {
+	// Filters run before each route's own filters.
+	Filters []FilterSpec `yaml:"filters"`
+}
+
+// RouteConfig sends matching requests to one upstream pool.
+type RouteConfig struct {
+	Name     string       `yaml:"name"`
+	Match    MatchConfig  `yaml:"match"`
+	Upstream string       `yaml:"upstream"`
+	Filters  []FilterSpec `yaml:"filters"`
+}
+
+// MatchConfig says which requests a route takes.
+type MatchConfig struct {
+	// Hosts are exact names or *.suffix wildcards, matched case-insensitively without the port.
+	// Absent means any host.
+	Hosts []string `yaml:"hosts"`
+	// Path is a pattern: /static, /{name}, /{name?} (optional last segment), /{name:regex}, /{rest:*}.
+	Path string `yaml:"path"`
+	// Methods restricts the route to these methods; absent means any method.
+	Methods []string `yaml:"methods"`
+}
+
+// FilterSpec is one entry of a filter list: a single key naming the filter, with its settings.
+type FilterSpec = yaml.Node
+
+// Size is a byte count written as an integer or with a KiB/MiB/GiB (or KB/MB/GB) suffix.
+type Size int64
+
+// ParseSize reads "4096", "16KiB", "4MiB", "1GiB"; KB/MB/GB are read as the same powers of 1024.
+func ParseSize(s string) (Size, error) {
+	num := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q; write a whole number of bytes or use KiB, MiB or GiB, like \"16KiB\"", s)
+	}
+	return Size(n * mult), nil
+}

@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+)
+
+// checkRequest enforces the gateway's request rules before routing. It returns 0 for a request that
+// may proceed, or the status and reason to answer with.
+//
+// The central rule: the gateway decides one host and one path, routes on them, and forwards exactly
+// them. fasthttp's ctx.Path() is the decoded, dot-segment-resolved path, and the upstream client
+// writes that same normalized path; the router is handed ctx.Path() too (never the raw path it would
+// use by default), so "/public/../admin" is routed and forwarded as "/admin", never matched as
+// /public/... and sent as /admin.
+func checkRequest(ctx *fasthttp.RequestCtx) (int, string) {
+	req := &ctx.Request
+	if req.Header.IsConnect() || req.Header.IsTrace() {
+		return fasthttp.StatusNotImplemented, "method not supported by the gateway"
+	}
+	target := req.Header.RequestURI()
+	switch {
+	case len(target) > 0 && target[0] == '/':
+	case hasPrefixFold(target, "http://") || hasPrefixFold(target, "https://"):
+		// Absolute form: RFC 9112 §3.2.2 says the target's authority wins over the Host header, and
+		// fasthttp's URI already holds it. Make the header agree, so routing (which reads the header)
+		// and forwarding (which sends the header) see the same host; the path goes upstream in origin
+		// form.
+		host := ctx.URI().Host()
+		if len(host) == 0 {
+			return fasthttp.StatusBadRequest, "request target has no host"
+		}
+		req.Header.SetHostBytes(host)
+	default:
+		// Authority form (host:port) and asterisk form (*) have no path to route.
+		return fasthttp.StatusBadRequest, "request target must be a path"
+	}
+	raw := req.URI().PathOriginal()
+	// Encoded slash, backslash and NUL change where segment boundaries are depending on who decodes
+	// them; no single normalized form is safe to route on, so refuse them outright.
+	if containsFold(raw, "%2f") || containsFold(raw, "%5c") || containsFold(raw, "%00") || bytes.IndexByte(raw, '\\') >= 0 {
+		return fasthttp.StatusBadRequest, "path contains an encoded slash, backslash or NUL"
+	}
+	for _, c := range ctx.Path() {
+		if c < 0x20 || c == 0x7f {
+			return fasthttp.StatusBadRequest, "path contains a control character"
+		}
+	}
+	return 0, ""
+}
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
+}
+
+// containsFold reports whether b contains the lower-case ASCII pattern sub, ignoring case.
+func containsFold(b []byte, sub string) bool {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if bytes.EqualFold(b[i:i+len(sub)], []byte(sub)) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,191 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/upstream"
+)
+
+// Server is the public listener: one fasthttp handler for every request, serving from the current
+// snapshot.
+type Server struct {
+	current atomic.Pointer[Snapshot]
+	log     zerolog.Logger // gateway events
+	access  zerolog.Logger // one line per request; disabled when log.access is false
+	fast    *fasthttp.Server
+}
+
+// NewServer prepares a server for snap. Events are written to log, access lines to accessOut.
+// Listener settings (timeouts, size limits) are taken from snap and fixed for the server's life.
+func NewServer(snap *Snapshot, log zerolog.Logger, accessOut io.Writer) *Server {
+	s := &Server{log: log}
+	s.access = zerolog.New(accessOut).With().Timestamp().Logger()
+	if !snap.Log.Access {
+		s.access = s.access.Level(zerolog.Disabled)
+	}
+	s.current.Store(snap)
+	sc := snap.Server
+	s.fast = &fasthttp.Server{
+		Handler:      s.handle,
+		ErrorHandler: s.handleParseError,
+		ReadTimeout:  sc.ReadTimeout,
+		WriteTimeout: sc.WriteTimeout,
+		IdleTimeout:  sc.IdleTimeout,
+		// fasthttp reads the request line and headers into this buffer, so its size is the header cap.
+		ReadBufferSize:     int(sc.MaxHeaderBytes),
+		MaxRequestBodySize: int(sc.MaxBodyBytes),
+		// A proxy adds nothing the upstream did not send.
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		TCPKeepalive:          true,
+		// fasthttp's own error logs would otherwise quote raw request bytes.
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{log},
+	}
+	return s
+}
+
+// Snapshot returns the snapshot currently serving.
+func (s *Server) Snapshot() *Snapshot { return s.current.Load() }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.fast.Serve(ln) }
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends, then closes idle upstream
+// connections. It returns ctx's error if requests were still running when ctx ended.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.fast.ShutdownWithContext(ctx)
+	s.current.Load().Close()
+	return err
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	snap := s.current.Load()
+	x := filters.AcquireExchange(ctx)
+	defer s.finish(ctx, x)
+
+	requestID(ctx, x)
+	status, reason := checkRequest(ctx)
+	// Before the status check: the access log wants the client address of rejected requests too.
+	snap.setForwarded(ctx, x)
+	if status != 0 {
+		x.Reject(status, reason)
+		return
+	}
+	var hostBuf [256]byte
+	route, allow := snap.match(ctx, hostKey(hostBuf[:0], ctx.Request.Header.Host()), ctx.Path())
+	if route == nil {
+		if allow != "" {
+			ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
+			x.Reject(fasthttp.StatusMethodNotAllowed, "method not allowed")
+		} else {
+			x.Reject(fasthttp.StatusNotFound, "no route")
+		}
+		return
+	}
+	x.Route = route.Name
+
+	ran, verdict := route.Chain.Request(x)
+	if verdict == filters.Continue {
+		t := route.Pool.Pick(&ctx.Request, x.ClientIP)
+		x.Target = t.Addr
+		if err := route.Pool.Forward(&ctx.Request, &ctx.Response, t); err != nil {
+			f := upstream.Classify(err)
+			x.Failed = true
+			x.Reject(f.Status, f.Reason)
+			s.log.Warn().Bytes("request_id", x.RequestID).Str("route", route.Name).Str("upstream", t.Addr).
+				Err(err).Msg(f.Reason)
+		}
+	}
+	route.Chain.Response(x, ran)
+}
+
+// finish turns a panic into a 500 (fasthttp does not recover handler panics, so without this one bad
+// request would kill the process), then completes the exchange.
+func (s *Server) finish(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
+	if p := recover(); p != nil {
+		s.log.Error().Bytes("request_id", x.RequestID).Str("route", x.Route).Interface("panic", p).
+			Bytes("stack", debug.Stack()).Msg("panic while serving a request")
+		ctx.Response.Reset()
+		x.Reject(fasthttp.StatusInternalServerError, "internal error")
+	}
+	s.complete(ctx, x)
+}
+
+// complete renders a gateway-made answer if there is one, stamps the request ID, logs the request and
+// releases x.
+func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
+	if x.Status != 0 {
+		writeError(&ctx.Response, x.Status, x.Reason, x.RequestID)
+	}
+	ctx.Response.Header.Del(headerRequestID)
+	ctx.Response.Header.SetBytesV(headerRequestID, x.RequestID)
+	s.access.Log().
+		Bytes("request_id", x.RequestID).
+		Bytes("client_ip", x.ClientIP).
+		Bytes("method", ctx.Method()).
+		Bytes("host", ctx.Request.Header.Host()).
+		Bytes("path", ctx.Path()).
+		Int("status", ctx.Response.StatusCode()).
+		Int("bytes", len(ctx.Response.Body())).
+		Int64("duration_us", time.Since(ctx.Time()).Microseconds()).
+		Str("route", x.Route).
+		Str("upstream", x.Target).
+		Msg("")
+	filters.ReleaseExchange(x)
+}
+
+// handleParseError answers requests fasthttp could not read. It maps the size limits to their proper
+// statuses (fasthttp's default is 400 for an oversized body).
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	status, reason := fasthttp.StatusBadRequest, "malformed request"
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		status, reason = fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, reason = fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		status, reason = fasthttp.StatusRequestTimeout, "request not received in time"
+	}
+	x := filters.AcquireExchange(ctx)
+	x.ClientIP = peerAddr(ctx).AppendTo(x.IPBuf())
+	requestID(ctx, x)
+	x.Reject(status, reason)
+	s.complete(ctx, x)
+}
+
+// writeError renders every gateway-made answer: {"error": reason, "status": code, "request_id": id}.
+// reason is one of the gateway's own constant phrases and id passed saneRequestID, so neither needs
+// escaping; no error text from elsewhere ever reaches a client.
+func writeError(resp *fasthttp.Response, status int, reason string, id []byte) {
+	resp.ResetBody()
+	resp.SetStatusCode(status)
+	resp.Header.SetContentType("application/json")
+	var num [8]byte
+	resp.AppendBodyString(`{"error":"`)
+	resp.AppendBodyString(reason)
+	resp.AppendBodyString(`","status":`)
+	resp.AppendBody(strconv.AppendInt(num[:0], int64(status), 10))
+	resp.AppendBodyString(`,"request_id":"`)
+	resp.AppendBody(id)
+	resp.AppendBodyString(`"}`)
+}
+
+// fasthttpLogger sends fasthttp's own messages (accept errors and the like) to the event log.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) { l.log.Warn().Msgf(format, args...) }

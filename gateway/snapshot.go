@@ -1,0 +1,178 @@
+package gateway
+
+import (
+	"bytes"
+	"net/netip"
+	"sort"
+	"strings"
+	"unsafe"
+
+	"github.com/fasthttp/router"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/upstream"
+)
+
+// Snapshot is one compiled config: everything a request needs, immutable once built. The server
+// loads the current snapshot once per request and uses it to the end, so a request never mixes two
+// configs.
+type Snapshot struct {
+	Server   ServerConfig
+	Log      LogConfig
+	LogLevel zerolog.Level
+	Routes   []*Route
+
+	pools     map[string]*upstream.Pool
+	hosts     map[string]*routeTable // exact host names, lower-case, no port
+	wildcards []*routeTable          // *.suffix tables, longest suffix first
+	anyHost   *routeTable            // routes without match.hosts
+	trusted   []netip.Prefix
+}
+
+// Route is a compiled route: where its requests go and what runs on them.
+type Route struct {
+	Name  string
+	Pool  *upstream.Pool
+	Chain filters.Chain
+	// Match is the route's match block as configured, for tools that describe routes (weir demo).
+	Match MatchConfig
+	// handler is what the route registers with the router. The router only decides; the handler records
+	// the decision on the request so the gateway can act on it (see Snapshot.match).
+	handler fasthttp.RequestHandler
+}
+
+type matchedRouteKey struct{}
+
+func (r *Route) record(ctx *fasthttp.RequestCtx) { ctx.SetUserValue(matchedRouteKey{}, r) }
+
+// routeTable holds the routes of one host key.
+type routeTable struct {
+	suffix  string // for wildcard tables: ".example.com"
+	router  *router.Router
+	methods []string // methods registered by method-restricted routes, for the Allow header of a 405
+}
+
+func (s *Snapshot) table(host string) *routeTable {
+	t := &routeTable{router: router.New()}
+	// A gateway answers for itself: no redirects to "fixed" paths (they leak normalization and add a
+	// hop), and 404/405 are decided by Snapshot.match.
+	t.router.RedirectTrailingSlash = false
+	t.router.RedirectFixedPath = false
+	t.router.HandleMethodNotAllowed = false
+	t.router.HandleOPTIONS = false
+	switch {
+	case host == "":
+		if s.anyHost == nil {
+			s.anyHost = t
+		}
+		return s.anyHost
+	case strings.HasPrefix(host, "*."):
+		suffix := host[1:]
+		for _, w := range s.wildcards {
+			if w.suffix == suffix {
+				return w
+			}
+		}
+		t.suffix = suffix
+		s.wildcards = append(s.wildcards, t)
+		sort.SliceStable(s.wildcards, func(i, j int) bool { return len(s.wildcards[i].suffix) > len(s.wildcards[j].suffix) })
+		return t
+	}
+	if existing, ok := s.hosts[host]; ok {
+		return existing
+	}
+	s.hosts[host] = t
+	return t
+}
+
+// match finds the route for the request: first among the routes for its exact host, then the most
+// specific wildcard, then the routes for any host. It returns nil and the Allow value when the path
+// exists only for other methods (405), or nil and "" when nothing matches (404).
+func (s *Snapshot) match(ctx *fasthttp.RequestCtx, host, path []byte) (*Route, string) {
+	method := b2s(ctx.Method())
+	p := b2s(path)
+	var allowFrom *routeTable
+	try := func(t *routeTable) *Route {
+		// The router gets no ctx: with one it would store path parameters as boxed user values,
+		// allocating on every request, and the gateway does not use them.
+		h, _ := t.router.Lookup(method, p, nil)
+		if h == nil {
+			if allowFrom == nil && len(t.methods) > 0 {
+				allowFrom = t
+			}
+			return nil
+		}
+		h(ctx)
+		r, _ := ctx.UserValue(matchedRouteKey{}).(*Route)
+		return r
+	}
+	if t, ok := s.hosts[b2s(host)]; ok {
+		if r := try(t); r != nil {
+			return r, ""
+		}
+	}
+	for _, t := range s.wildcards {
+		if len(host) > len(t.suffix) && bytes.HasSuffix(host, []byte(t.suffix)) {
+			if r := try(t); r != nil {
+				return r, ""
+			}
+			break
+		}
+	}
+	if s.anyHost != nil {
+		if r := try(s.anyHost); r != nil {
+			return r, ""
+		}
+	}
+	if allowFrom != nil {
+		return nil, allowFrom.allow(p)
+	}
+	return nil, ""
+}
+
+// allow lists the methods that would match path, for a 405's Allow header; "" if none do.
+func (t *routeTable) allow(path string) string {
+	var ms []string
+	for _, m := range t.methods {
+		if h, _ := t.router.Lookup(m, path, nil); h != nil {
+			ms = append(ms, m)
+		}
+	}
+	sort.Strings(ms)
+	return strings.Join(ms, ", ")
+}
+
+// Pools returns the snapshot's upstream pools by name.
+func (s *Snapshot) Pools() map[string]*upstream.Pool { return s.pools }
+
+// Close releases the snapshot's idle upstream connections.
+func (s *Snapshot) Close() {
+	for _, p := range s.pools {
+		p.Close()
+	}
+}
+
+// hostKey normalizes a Host header value into dst for table lookup: lower-case, without port or
+// trailing dot. An IPv6 literal keeps its brackets.
+func hostKey(dst, host []byte) []byte {
+	if len(host) > 0 && host[0] == '[' {
+		if i := bytes.IndexByte(host, ']'); i > 0 {
+			host = host[:i+1]
+		}
+	} else if i := bytes.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	host = bytes.TrimSuffix(host, []byte("."))
+	for _, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// b2s views b as a string without copying. The string must not outlive b's contents: here, the request.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

@@ -1,0 +1,48 @@
+package upstream
+
+import (
+	"errors"
+	"net"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Failure classifies an attempt that produced no usable response. The gateway renders each class with
+// the status and short reason here; the error text itself never reaches a client, since fasthttp's can
+// carry raw upstream bytes.
+type Failure struct {
+	Status int
+	Reason string
+}
+
+var (
+	failTimeout     = Failure{fasthttp.StatusGatewayTimeout, "upstream timed out"}
+	failNoConns     = Failure{fasthttp.StatusServiceUnavailable, "upstream connection limit reached"}
+	failTooLarge    = Failure{fasthttp.StatusBadGateway, "upstream response too large"}
+	failConnect     = Failure{fasthttp.StatusBadGateway, "upstream unreachable"}
+	failBadResponse = Failure{fasthttp.StatusBadGateway, "bad upstream response"}
+)
+
+// Classify maps a Forward error to the status the client gets.
+func Classify(err error) Failure {
+	var netErr net.Error
+	var opErr *net.OpError
+	switch {
+	// Any deadline (dial, write, read, or the attempt's whole budget) is a gateway timeout: the target
+	// may be alive but did not answer in time.
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout), errors.As(err, &netErr) && netErr.Timeout():
+		return failTimeout
+	// Every connection to the target is busy and none freed up within conn_wait_timeout: the target
+	// is healthy but saturated, so tell the client to come back rather than blaming the target.
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return failNoConns
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return failTooLarge
+	// Refused or reset while dialing: nothing was sent.
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return failConnect
+	}
+	// Closed mid-response, malformed status line or framing, TLS failures: the target answered wrongly.
+	return failBadResponse
+}
