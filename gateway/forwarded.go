@@ -57,7 +57,9 @@ func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	var buf [512]byte
 	prior := buf[:0]
 	if trusted {
-		for i, line := range h.PeekAll(headerXFF) {
+		lines := h.PeekAll(headerXFF)
+		x.ClientIP = s.clientFromXFF(x.ClientIP, lines)
+		for i, line := range lines {
 			if i > 0 {
 				prior = append(prior, ", "...)
 			}
@@ -66,7 +68,6 @@ func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	}
 	h.Del(headerXFF)
 	if len(prior) > 0 {
-		x.ClientIP = s.clientFromXFF(x.ClientIP, prior)
 		h.SetBytesV(headerXFF, append(append(prior, ", "...), peerText...))
 	} else {
 		h.SetBytesV(headerXFF, peerText)
@@ -90,25 +91,28 @@ func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	}
 }
 
-// clientFromXFF picks the right-most address in a trusted proxy's X-Forwarded-For that is not itself
-// a trusted proxy; that is the first hop no trusted party vouches for. Entries that do not parse stop
-// the walk, and the address found so far (at worst the peer) is kept.
-func (s *Snapshot) clientFromXFF(peer, xff []byte) []byte {
+// clientFromXFF picks the right-most address in a trusted proxy's X-Forwarded-For lines that is not
+// itself a trusted proxy; that is the first hop no trusted party vouches for. An entry that does not
+// parse stops the walk, and the address found so far (at worst the peer) is kept. lines must be the
+// header's own memory, not a stack buffer: netip.ParseAddr may keep its input.
+func (s *Snapshot) clientFromXFF(peer []byte, lines [][]byte) []byte {
 	client := peer
-	for rest := xff; len(rest) > 0; {
-		var item []byte
-		if i := bytes.LastIndexByte(rest, ','); i >= 0 {
-			item, rest = bytes.TrimSpace(rest[i+1:]), rest[:i]
-		} else {
-			item, rest = bytes.TrimSpace(rest), nil
-		}
-		a, err := netip.ParseAddr(b2s(item))
-		if err != nil {
-			return client
-		}
-		client = append(client[:0], item...)
-		if !s.isTrusted(a.Unmap()) {
-			return client
+	for l := len(lines) - 1; l >= 0; l-- {
+		for rest := lines[l]; len(rest) > 0; {
+			var item []byte
+			if i := bytes.LastIndexByte(rest, ','); i >= 0 {
+				item, rest = bytes.TrimSpace(rest[i+1:]), rest[:i]
+			} else {
+				item, rest = bytes.TrimSpace(rest), nil
+			}
+			a, err := netip.ParseAddr(b2s(item))
+			if err != nil {
+				return client
+			}
+			client = append(client[:0], item...)
+			if !s.isTrusted(a.Unmap()) {
+				return client
+			}
 		}
 	}
 	return client

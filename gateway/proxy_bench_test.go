@@ -1,0 +1,101 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// proxyRig is a client → weir → backend path over loopback TCP, with the access log off (it would
+// measure stdout).
+type proxyRig struct {
+	client *fasthttp.HostClient
+	req    *fasthttp.Request
+	resp   *fasthttp.Response
+}
+
+func newProxyRig(tb testing.TB, path string) *proxyRig {
+	body := []byte("Hello, World!") // 13 bytes, the bench/ "small GET" size
+	backend := startBackend(tb, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetContentType("text/plain")
+		ctx.SetBody(body)
+	})
+	gw, _ := startGateway(tb, `log: {access: false}
+upstreams:
+  backend:
+    targets: [{url: "http://`+backend+`"}]
+routes:
+  - {name: user, match: {path: "/users/{id}", methods: [GET]}, upstream: backend}
+  - {name: static, match: {path: /static}, upstream: backend}
+`)
+	r := &proxyRig{
+		client: &fasthttp.HostClient{Addr: gw, NoDefaultUserAgentHeader: true},
+		req:    fasthttp.AcquireRequest(),
+		resp:   fasthttp.AcquireResponse(),
+	}
+	r.req.SetRequestURI("http://" + gw + path)
+	r.req.Header.Set("X-Request-Id", "bench-request")
+	tb.Cleanup(func() {
+		fasthttp.ReleaseRequest(r.req)
+		fasthttp.ReleaseResponse(r.resp)
+	})
+	return r
+}
+
+func (r *proxyRig) do(tb testing.TB) {
+	if err := r.client.DoTimeout(r.req, r.resp, 5*time.Second); err != nil || r.resp.StatusCode() != 200 {
+		tb.Fatalf("proxied GET: %v, status %d", err, r.resp.StatusCode())
+	}
+}
+
+// BenchmarkProxyGET is the whole path for a 13-byte GET: client, gateway and backend share the CPU,
+// so ns/op is an upper bound on the gateway's cost; allocs/op counts all three processes' worth of
+// goroutines and should be 0.
+func BenchmarkProxyGET(b *testing.B) {
+	for _, bc := range []struct{ name, path string }{
+		{"static-route", "/static"},
+		{"param-route", "/users/42"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := newProxyRig(b, bc.path)
+			r.do(b)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r.do(b)
+			}
+		})
+	}
+}
+
+// BenchmarkMatch is route lookup alone.
+func BenchmarkMatch(b *testing.B) {
+	snap, err := Compile("bench.yaml", []byte(`upstreams:
+  u: {targets: [{url: "http://127.0.0.1:9"}]}
+routes:
+  - {name: user, match: {path: "/users/{id}", methods: [GET]}, upstream: u}
+  - {name: static, match: {path: /static}, upstream: u}
+  - {name: wild, match: {hosts: ["*.example.com"], path: "/api/{rest:*}"}, upstream: u}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct{ name, host, path string }{
+		{"static", "localhost", "/static"},
+		{"param", "localhost", "/users/42"},
+		{"wildcard-host-catch-all", "a.example.com", "/api/v1/things"},
+		{"not-found", "localhost", "/nothing/here"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var ctx fasthttp.RequestCtx
+			ctx.Request.Header.SetMethod("GET")
+			host, path := []byte(bc.host), []byte(bc.path)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				snap.match(&ctx, host, path)
+				ctx.ResetUserValues()
+			}
+		})
+	}
+}
