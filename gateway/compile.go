@@ -143,13 +143,15 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 		MaxResponseBytes: int(uc.MaxResponseBytes),
 	}
 	var err error
-	if st.Balancer, err = upstream.ParseBalancer(uc.Balancer); err != nil {
+	st.Balancer, err = upstream.ParseBalancer(uc.Balancer)
+	balancerOK := err == nil
+	if !balancerOK {
 		c.problem(path+".balancer", "%v", err)
 	}
 	switch {
-	case uc.HashKey != "" && st.Balancer != upstream.Hash:
+	case uc.HashKey != "" && st.Balancer != upstream.Hash && balancerOK:
 		c.problem(path+".hash_key", "hash_key is only used by the hash balancer, but balancer is %s", uc.Balancer)
-	case uc.HashKey == "" && st.Balancer == upstream.Hash && err == nil:
+	case uc.HashKey == "" && st.Balancer == upstream.Hash:
 		c.problem(path+".hash_key", "balancer hash needs a hash_key: client_ip, path, header:NAME or cookie:NAME")
 	case uc.HashKey != "":
 		if st.HashKey, err = upstream.ParseHashKey(uc.HashKey); err != nil {
@@ -172,8 +174,11 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 			continue
 		}
 		seen[spec.Addr] = i
-		if tc.Weight < 1 {
+		switch {
+		case tc.Weight < 1:
 			c.problem(tpath+".weight", "weight must be 1 or more, got %d", tc.Weight)
+		case tc.Weight > 1 && balancerOK && st.Balancer != upstream.Weighted && st.Balancer != upstream.Hash:
+			c.problem(tpath+".weight", "weight is only used by the weighted and hash balancers, but balancer is %s", uc.Balancer)
 		}
 		spec.Weight = tc.Weight
 		st.Targets = append(st.Targets, spec)

@@ -54,12 +54,17 @@ func startGateway(t testing.TB, config string) (string, *Server) {
 }
 
 func serveSnapshot(t testing.TB, snap *Snapshot) (string, *Server) {
+	return serveSnapshotLogged(t, snap, io.Discard)
+}
+
+// serveSnapshotLogged is serveSnapshot with the access log written to accessOut.
+func serveSnapshotLogged(t testing.TB, snap *Snapshot, accessOut io.Writer) (string, *Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(snap, zerolog.New(testLogWriter{t}), io.Discard)
+	srv := NewServer(snap, zerolog.New(testLogWriter{t}), accessOut)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"io"
+	"strconv"
 	"testing"
 	"time"
 
@@ -16,19 +18,28 @@ type proxyRig struct {
 }
 
 func newProxyRig(tb testing.TB, path string) *proxyRig {
+	return newProxyRigLogged(tb, path, false)
+}
+
+// newProxyRigLogged is newProxyRig with the access log on, written to io.Discard when accessLog is set.
+func newProxyRigLogged(tb testing.TB, path string, accessLog bool) *proxyRig {
 	body := []byte("Hello, World!") // 13 bytes, the bench/ "small GET" size
 	backend := startBackend(tb, func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentType("text/plain")
 		ctx.SetBody(body)
 	})
-	gw, _ := startGateway(tb, `log: {access: false}
+	snap, err := Compile("bench.yaml", []byte(`log: {access: `+strconv.FormatBool(accessLog)+`}
 upstreams:
   backend:
     targets: [{url: "http://`+backend+`"}]
 routes:
   - {name: user, match: {path: "/users/{id}", methods: [GET]}, upstream: backend}
   - {name: static, match: {path: /static}, upstream: backend}
-`)
+`))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gw, _ := serveSnapshotLogged(tb, snap, io.Discard)
 	r := &proxyRig{
 		client: &fasthttp.HostClient{Addr: gw, NoDefaultUserAgentHeader: true},
 		req:    fasthttp.AcquireRequest(),

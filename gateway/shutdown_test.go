@@ -25,7 +25,9 @@ func TestRun_ShutdownDrainsInFlightRequestAndStopsAccepting(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrCh := make(chan net.Addr, 1)
 	runDone := make(chan error, 1)
-	go func() { runDone <- Run(ctx, snap, zerolog.New(testLogWriter{t}), io.Discard, func(a net.Addr) { addrCh <- a }) }()
+	go func() {
+		runDone <- Run(ctx, snap, zerolog.New(testLogWriter{t}), io.Discard, func(a net.Addr) { addrCh <- a })
+	}()
 	gw := (<-addrCh).String()
 
 	inFlight := make(chan *fasthttp.Response, 1)
