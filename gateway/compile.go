@@ -32,7 +32,9 @@ func LoadFile(path string) (*Snapshot, error) {
 func Compile(file string, data []byte) (*Snapshot, error) {
 	cfg := &Config{File: file}
 	sink := newProblemSink(file)
-	decodeConfig(data, cfg, sink)
+	if !decodeConfig(data, cfg, sink) {
+		return nil, sink.err()
+	}
 	c := compiler{cfg: cfg, sink: sink}
 	snap := c.snapshot()
 	if err := sink.err(); err != nil {
@@ -62,10 +64,11 @@ func (c *compiler) snapshot() *Snapshot {
 		hosts:  make(map[string]*routeTable),
 	}
 	c.server(s)
-	if lvl, err := zerolog.ParseLevel(c.cfg.Log.Level); err != nil || c.cfg.Log.Level == "" {
-		c.problem("log.level", "unknown level %q; use debug, info, warn or error", c.cfg.Log.Level)
-	} else {
-		s.LogLevel = lvl
+	switch lvl := c.cfg.Log.Level; lvl {
+	case "debug", "info", "warn", "error":
+		s.LogLevel, _ = zerolog.ParseLevel(lvl)
+	default:
+		c.problem("log.level", "unknown level %q; use debug, info, warn or error", lvl)
 	}
 	for _, name := range sortedKeys(c.cfg.Upstreams) {
 		if pool := c.pool(name, c.cfg.Upstreams[name]); pool != nil {
@@ -236,8 +239,10 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	r.Chain = append(slices.Clone(c.defaults), c.filterList(path+".filters", rc.Filters)...)
 	methods := c.methods(path+".match.methods", rc.Match.Methods)
 	hosts := c.hosts(path+".match.hosts", rc.Match.Hosts)
-	if !strings.HasPrefix(rc.Match.Path, "/") {
-		c.problem(path+".match.path", "path pattern %q must start with /", rc.Match.Path)
+	if rc.Match.Path == "" {
+		c.problem(path+".match.path", "every route needs a path pattern, like /api/users/{id} or /{rest:*}")
+	} else if _, err := checkPattern(rc.Match.Path); err != nil {
+		c.problem(path+".match.path", "%v", err)
 	}
 	if len(c.sink.list) > before {
 		return
@@ -256,6 +261,8 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 func (c *compiler) methods(path string, ms []string) []string {
 	for i, m := range ms {
 		switch {
+		case slices.Contains(ms[:i], m):
+			c.problem(fmt.Sprintf("%s[%d]", path, i), "method %s is listed twice", m)
 		case m == fasthttp.MethodConnect || m == fasthttp.MethodTrace:
 			c.problem(fmt.Sprintf("%s[%d]", path, i), "%s is never proxied; weir answers it with 501", m)
 		case !isMethodToken(m):
@@ -288,6 +295,10 @@ func (c *compiler) hosts(path string, hs []string) []string {
 		name := strings.TrimPrefix(n, "*.")
 		if name == "" || strings.ContainsAny(name, "*/:@ ") || strings.Contains(name, "..") {
 			c.problem(fmt.Sprintf("%s[%d]", path, i), "invalid host %q; write a name like api.example.com or a wildcard like *.example.com (no port)", h)
+			continue
+		}
+		if slices.Contains(out, n) {
+			c.problem(fmt.Sprintf("%s[%d]", path, i), "host %q is listed twice (hosts compare case-insensitively)", h)
 			continue
 		}
 		out = append(out, n)

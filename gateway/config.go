@@ -128,7 +128,7 @@ func ParseSize(s string) (Size, error) {
 		}
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
+	if err != nil || num[0] < '0' || num[0] > '9' || n > (1<<62)/mult {
 		return 0, fmt.Errorf("invalid size %q; write a whole number of bytes or use KiB, MiB or GiB, like \"16KiB\"", s)
 	}
 	return Size(n * mult), nil

@@ -25,31 +25,52 @@ var (
 	nodeType     = reflect.TypeFor[yaml.Node]()
 )
 
-// decodeConfig parses one YAML document strictly into cfg. Problems go to sink.
-func decodeConfig(data []byte, cfg *Config, sink *problemSink) {
+// decodeConfig parses one YAML document strictly into cfg. Problems go to sink. It returns false when
+// the file has no usable top-level mapping (empty, not YAML, a list...), in which case checking the
+// meaning of cfg would only pile up noise about values the file never got to set.
+func decodeConfig(data []byte, cfg *Config, sink *problemSink) bool {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			sink.addf("", "the file is empty; it needs at least one route")
-			return
+		} else {
+			sink.list = append(sink.list, yamlSyntaxProblem(sink.file, err))
 		}
-		sink.list = append(sink.list, yamlSyntaxProblem(sink.file, err))
-		return
+		return false
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	if err := dec.Decode(&extra); err == nil && !isEmptyDocument(&extra) {
 		sink.list = append(sink.list, Problem{File: sink.file, Line: extra.Line,
 			Msg: "a second YAML document (after ---) is not allowed; put everything in one document"})
-	} else if !errors.Is(err, io.EOF) {
+	} else if err != nil && !errors.Is(err, io.EOF) {
 		sink.list = append(sink.list, yamlSyntaxProblem(sink.file, err))
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
+	if root.Kind != yaml.MappingNode {
+		if isNull(root) {
+			sink.addf("", "the file has no settings; it needs at least one route")
+		} else {
+			sink.list = append(sink.list, Problem{File: sink.file, Line: root.Line,
+				Msg: "the top level must be a mapping of keys (server, upstreams, routes...), got " + kindName(root)})
+		}
+		return false
+	}
 	d := nodeDecoder{sink: sink}
 	d.value(root, "", reflect.ValueOf(cfg).Elem())
+	return true
+}
+
+// isEmptyDocument reports whether a document holds nothing, as after a trailing "---".
+func isEmptyDocument(doc *yaml.Node) bool {
+	return len(doc.Content) == 0 || len(doc.Content) == 1 && isNull(doc.Content[0])
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
 // yamlSyntaxProblem turns "yaml: line 3: mapping values are not allowed in this context" into a Problem
@@ -71,12 +92,28 @@ type nodeDecoder struct {
 	sink *problemSink
 }
 
+// fail records a problem with the value n at path, on the line of its key (a block value starts on
+// the line after), or on n's own line where it has no key.
+func (d nodeDecoder) fail(n *yaml.Node, path, format string, args ...any) {
+	line, ok := d.sink.lines[path]
+	if !ok {
+		line = n.Line
+	}
+	d.sink.list = append(d.sink.list, Problem{File: d.sink.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// failKey records a problem with the key node k itself (unknown, or given twice), on k's line.
+func (d nodeDecoder) failKey(k *yaml.Node, path, format string, args ...any) {
+	d.sink.list = append(d.sink.list, Problem{File: d.sink.file, Line: k.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
 func (d nodeDecoder) value(n *yaml.Node, path string, v reflect.Value) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		// "key:" with nothing after it: leave the zero value (or the default already applied).
+	if isNull(n) {
+		// A list item or map value written as nothing: leave the zero value. (A struct field written
+		// as nothing takes its default; see structure.)
 		return
 	}
 	switch {
@@ -128,7 +165,7 @@ func (d nodeDecoder) value(n *yaml.Node, path string, v reflect.Value) {
 
 func (d nodeDecoder) expectScalar(n *yaml.Node, path, want string) bool {
 	if n.Kind != yaml.ScalarNode {
-		d.sink.addf(path, "expected %s, got %s", want, kindName(n))
+		d.fail(n, path, "expected %s, got %s", want, kindName(n))
 		return false
 	}
 	return true
@@ -136,7 +173,7 @@ func (d nodeDecoder) expectScalar(n *yaml.Node, path, want string) bool {
 
 func (d nodeDecoder) scalar(n *yaml.Node, path string, out any, want string) bool {
 	if err := n.Decode(out); err != nil {
-		d.sink.addf(path, "expected %s, got %q", want, n.Value)
+		d.fail(n, path, "expected %s, got %q", want, n.Value)
 		return false
 	}
 	return true
@@ -149,9 +186,9 @@ func (d nodeDecoder) duration(n *yaml.Node, path string, v reflect.Value) {
 	dur, err := time.ParseDuration(n.Value)
 	if err != nil {
 		if _, numErr := strconv.ParseFloat(n.Value, 64); numErr == nil {
-			d.sink.addf(path, "duration %q has no unit; write it like \"%sms\" or \"%ss\"", n.Value, n.Value, n.Value)
+			d.fail(n, path, "duration %q has no unit; durations need one, like \"250ms\" or \"5s\"", n.Value)
 		} else {
-			d.sink.addf(path, "invalid duration %q; write it like \"250ms\", \"5s\" or \"1m30s\"", n.Value)
+			d.fail(n, path, "invalid duration %q; write it like \"250ms\", \"5s\" or \"1m30s\"", n.Value)
 		}
 		return
 	}
@@ -164,7 +201,7 @@ func (d nodeDecoder) size(n *yaml.Node, path string, v reflect.Value) {
 	}
 	s, err := ParseSize(n.Value)
 	if err != nil {
-		d.sink.addf(path, "%v", err)
+		d.fail(n, path, "%v", err)
 		return
 	}
 	v.SetInt(int64(s))
@@ -172,33 +209,43 @@ func (d nodeDecoder) size(n *yaml.Node, path string, v reflect.Value) {
 
 func (d nodeDecoder) structure(n *yaml.Node, path string, v reflect.Value) {
 	if n.Kind != yaml.MappingNode {
-		d.sink.addf(path, "expected a mapping of keys, got %s", kindName(n))
+		d.fail(n, path, "expected a mapping of keys, got %s", kindName(n))
 		return
 	}
 	t := v.Type()
 	seen := make(map[string]bool, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
+	set := make(map[string]bool, len(n.Content)/2)
+	for _, kv := range d.pairs(n, path) {
+		k, val := kv[0], kv[1]
 		key := k.Value
 		fpath := joinPath(path, key)
-		d.sink.lines[fpath] = k.Line
 		if seen[key] {
-			d.sink.addf(fpath, "key %q appears twice in this mapping", key)
+			if kv[2] == nil { // an explicit key given twice; a merged key is simply overridden
+				d.failKey(k, fpath, "key %q appears twice in this mapping", key)
+			}
 			continue
 		}
 		seen[key] = true
+		d.sink.lines[fpath] = k.Line
+		if path == "" && strings.HasPrefix(key, "x-") {
+			continue // top-level x-* keys are the operator's own, typically holding YAML anchors
+		}
 		f, ok := fieldByKey(t, key)
 		if !ok {
-			d.sink.addf(fpath, "unknown key %q%s", key, suggest(key, keysOf(t), "keys"))
+			d.failKey(k, fpath, "unknown key %q%s", key, suggest(key, keysOf(t), "keys"))
 			continue
 		}
+		if isNull(val) {
+			continue // "key:" with nothing after it means the default, like an absent key
+		}
+		set[key] = true
 		d.value(val, fpath, v.FieldByIndex(f.Index))
 	}
 	// Absent keys take their declared default; absent nested sections get their own defaults applied.
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		key := yamlKey(f)
-		if key == "" || seen[key] {
+		if key == "" || set[key] {
 			continue
 		}
 		fv := v.Field(i)
@@ -210,23 +257,55 @@ func (d nodeDecoder) structure(n *yaml.Node, path string, v reflect.Value) {
 	}
 }
 
+// pairs lists a mapping's key/value nodes with YAML merge keys ("<<: *defaults") expanded: explicit
+// keys first, then merged ones, so explicit keys win. The third element is non-nil for merged pairs.
+func (d nodeDecoder) pairs(n *yaml.Node, path string) [][3]*yaml.Node {
+	var explicit, merged [][3]*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!merge" {
+			explicit = append(explicit, [3]*yaml.Node{k, val, nil})
+			continue
+		}
+		sources := []*yaml.Node{val}
+		if val.Kind == yaml.SequenceNode {
+			sources = val.Content
+		}
+		for _, src := range sources {
+			if src.Kind == yaml.AliasNode {
+				src = src.Alias
+			}
+			if src.Kind != yaml.MappingNode {
+				d.failKey(k, path, "a merge key (<<) needs a mapping or a list of mappings")
+				continue
+			}
+			for _, kv := range d.pairs(src, path) {
+				merged = append(merged, [3]*yaml.Node{kv[0], kv[1], k})
+			}
+		}
+	}
+	return append(explicit, merged...)
+}
+
 func (d nodeDecoder) mapping(n *yaml.Node, path string, v reflect.Value) {
 	if n.Kind != yaml.MappingNode {
-		d.sink.addf(path, "expected a mapping, got %s", kindName(n))
+		d.fail(n, path, "expected a mapping, got %s", kindName(n))
 		return
 	}
 	if v.IsNil() {
 		v.Set(reflect.MakeMapWithSize(v.Type(), len(n.Content)/2))
 	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
+	for _, kv := range d.pairs(n, path) {
+		k, val := kv[0], kv[1]
 		fpath := joinPath(path, k.Value)
-		d.sink.lines[fpath] = k.Line
 		key := reflect.ValueOf(k.Value)
 		if v.MapIndex(key).IsValid() {
-			d.sink.addf(fpath, "key %q appears twice in this mapping", k.Value)
+			if kv[2] == nil {
+				d.failKey(k, fpath, "key %q appears twice in this mapping", k.Value)
+			}
 			continue
 		}
+		d.sink.lines[fpath] = k.Line
 		elem := reflect.New(v.Type().Elem()).Elem()
 		d.value(val, fpath, elem)
 		v.SetMapIndex(key, elem)
@@ -235,7 +314,7 @@ func (d nodeDecoder) mapping(n *yaml.Node, path string, v reflect.Value) {
 
 func (d nodeDecoder) sequence(n *yaml.Node, path string, v reflect.Value) {
 	if n.Kind != yaml.SequenceNode {
-		d.sink.addf(path, "expected a list, got %s", kindName(n))
+		d.fail(n, path, "expected a list, got %s", kindName(n))
 		return
 	}
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))

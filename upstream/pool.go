@@ -120,6 +120,9 @@ func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target
 		resp.Reset()
 		return err
 	}
+	// The client reset resp before reading into it, clearing the server's NoDefaultContentType; without
+	// this a response with no Content-Type would leave with text/plain.
+	resp.Header.SetNoDefaultContentType(true)
 	StripHopResponse(&resp.Header)
 	// Like the request side: the upstream closing its connection says nothing about the client's.
 	resp.Header.ResetConnectionClose()

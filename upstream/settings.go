@@ -96,7 +96,7 @@ func ParseHashKey(s string) (HashKey, error) {
 // ParseTarget reads a target URL: http or https, an explicit or implied port, and nothing else.
 func ParseTarget(raw string) (TargetSpec, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
+	if err != nil || u.Hostname() == "" || strings.HasSuffix(u.Host, ":") {
 		return TargetSpec{}, fmt.Errorf("invalid target URL %q; write it like \"http://10.0.0.5:8080\"", raw)
 	}
 	var spec TargetSpec
@@ -107,10 +107,11 @@ func ParseTarget(raw string) (TargetSpec, error) {
 	default:
 		return TargetSpec{}, fmt.Errorf("target URL %q has scheme %q; use http or https", raw, u.Scheme)
 	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
 		return TargetSpec{}, fmt.Errorf("target URL %q must be scheme://host:port only; rewrite paths with a route filter", raw)
 	}
-	host, port := u.Hostname(), u.Port()
+	// Lower-cased host and a canonical port, so that one target written two ways is one address.
+	host, port := strings.ToLower(u.Hostname()), u.Port()
 	if port == "" {
 		port = "80"
 		if spec.TLS {
@@ -118,6 +119,8 @@ func ParseTarget(raw string) (TargetSpec, error) {
 		}
 	} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return TargetSpec{}, fmt.Errorf("target URL %q has invalid port %q", raw, port)
+	} else {
+		port = strconv.Itoa(p)
 	}
 	spec.URL = raw
 	spec.Addr = net.JoinHostPort(host, port)
