@@ -82,7 +82,9 @@ func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	}
 	if !trusted || len(h.Peek(headerXFHost)) == 0 {
 		h.Del(headerXFHost)
-		h.SetBytesV(headerXFHost, h.Host())
+		if host := h.Host(); len(host) > 0 {
+			h.SetBytesV(headerXFHost, host)
+		}
 	}
 	if !trusted {
 		// Other spellings of the same claims would let a client speak past the rules above.

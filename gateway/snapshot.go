@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"unsafe"
@@ -91,53 +92,41 @@ func (s *Snapshot) table(host string) *routeTable {
 // specific wildcard, then the routes for any host. It returns nil and the Allow value when the path
 // exists only for other methods (405), or nil and "" when nothing matches (404).
 func (s *Snapshot) match(ctx *fasthttp.RequestCtx, host, path []byte) (*Route, string) {
-	method := b2s(ctx.Method())
-	p := b2s(path)
-	var allowFrom *routeTable
-	try := func(t *routeTable) *Route {
-		// The router gets no ctx: with one it would store path parameters as boxed user values,
-		// allocating on every request, and the gateway does not use them.
-		h, _ := t.router.Lookup(method, p, nil)
-		if h == nil {
-			if allowFrom == nil && len(t.methods) > 0 {
-				allowFrom = t
-			}
-			return nil
-		}
-		h(ctx)
-		r, _ := ctx.UserValue(matchedRouteKey{}).(*Route)
-		return r
-	}
+	var candidates [3]*routeTable
+	tables := candidates[:0]
 	if t, ok := s.hosts[b2s(host)]; ok {
-		if r := try(t); r != nil {
-			return r, ""
-		}
+		tables = append(tables, t)
 	}
 	for _, t := range s.wildcards {
 		if len(host) > len(t.suffix) && bytes.HasSuffix(host, []byte(t.suffix)) {
-			if r := try(t); r != nil {
-				return r, ""
-			}
+			tables = append(tables, t)
 			break
 		}
 	}
 	if s.anyHost != nil {
-		if r := try(s.anyHost); r != nil {
+		tables = append(tables, s.anyHost)
+	}
+	method, p := b2s(ctx.Method()), b2s(path)
+	for _, t := range tables {
+		// The router gets no ctx: with one it would store path parameters as boxed user values,
+		// allocating on every request, and the gateway does not use them.
+		if h, _ := t.router.Lookup(method, p, nil); h != nil {
+			h(ctx)
+			r, _ := ctx.UserValue(matchedRouteKey{}).(*Route)
 			return r, ""
 		}
 	}
-	if allowFrom != nil {
-		return nil, allowFrom.allow(p)
-	}
-	return nil, ""
+	return nil, allowed(tables, p)
 }
 
-// allow lists the methods that would match path, for a 405's Allow header; "" if none do.
-func (t *routeTable) allow(path string) string {
+// allowed lists the methods any of tables would accept for path, for a 405's Allow header; "" if none.
+func allowed(tables []*routeTable, path string) string {
 	var ms []string
-	for _, m := range t.methods {
-		if h, _ := t.router.Lookup(m, path, nil); h != nil {
-			ms = append(ms, m)
+	for _, t := range tables {
+		for _, m := range t.methods {
+			if h, _ := t.router.Lookup(m, path, nil); h != nil && !slices.Contains(ms, m) {
+				ms = append(ms, m)
+			}
 		}
 	}
 	sort.Strings(ms)

@@ -19,22 +19,26 @@ var hopHeaders = [...]string{
 	fasthttp.HeaderUpgrade,
 }
 
-// maxConnectionValue bounds the Connection header we parse for extra hop-by-hop names; a longer one is
-// abuse, and its listed headers are then left to the generic list above.
-const maxConnectionValue = 512
+// maxConnectionNames bounds the Connection header names we collect; a longer list is abuse, and its
+// extra names are then left to the generic list above.
+const maxConnectionNames = 512
 
-// StripHopRequest removes hop-by-hop headers, including every header the Connection header names.
+// StripHopRequest removes hop-by-hop headers, including every header named by any Connection line.
 // It is written once per header type, not generically: passing Peek/Del as func values or through an
 // interface moves the scratch buffer to the heap, one allocation per request.
 func StripHopRequest(h *fasthttp.RequestHeader) {
-	var buf [maxConnectionValue]byte
-	if v := h.Peek(fasthttp.HeaderConnection); len(v) > 0 && len(v) <= len(buf) {
-		for list := buf[:copy(buf[:], v)]; len(list) > 0; {
-			var name []byte
-			name, list = nextToken(list)
-			if len(name) > 0 {
-				h.DelBytes(name)
-			}
+	var buf [maxConnectionNames]byte
+	names := buf[:0]
+	// Not Peek: it returns only the first Connection line, or just "close" when one line says so.
+	for k, v := range h.All() {
+		if string(k) == fasthttp.HeaderConnection && len(names)+len(v) < cap(names) {
+			names = append(append(names, v...), ',')
+		}
+	}
+	for len(names) > 0 {
+		var name []byte
+		if name, names = nextToken(names); len(name) > 0 {
+			h.DelBytes(name)
 		}
 	}
 	for _, k := range hopHeaders {
@@ -44,14 +48,17 @@ func StripHopRequest(h *fasthttp.RequestHeader) {
 
 // StripHopResponse is StripHopRequest for responses.
 func StripHopResponse(h *fasthttp.ResponseHeader) {
-	var buf [maxConnectionValue]byte
-	if v := h.Peek(fasthttp.HeaderConnection); len(v) > 0 && len(v) <= len(buf) {
-		for list := buf[:copy(buf[:], v)]; len(list) > 0; {
-			var name []byte
-			name, list = nextToken(list)
-			if len(name) > 0 {
-				h.DelBytes(name)
-			}
+	var buf [maxConnectionNames]byte
+	names := buf[:0]
+	for k, v := range h.All() {
+		if string(k) == fasthttp.HeaderConnection && len(names)+len(v) < cap(names) {
+			names = append(append(names, v...), ',')
+		}
+	}
+	for len(names) > 0 {
+		var name []byte
+		if name, names = nextToken(names); len(name) > 0 {
+			h.DelBytes(name)
 		}
 	}
 	for _, k := range hopHeaders {
