@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/pattern"
 	"github.com/weir-gateway/weir/upstream"
 )
 
@@ -241,7 +242,7 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	hosts := c.hosts(path+".match.hosts", rc.Match.Hosts)
 	if rc.Match.Path == "" {
 		c.problem(path+".match.path", "every route needs a path pattern, like /api/users/{id} or /{rest:*}")
-	} else if _, err := checkPattern(rc.Match.Path); err != nil {
+	} else if _, err := pattern.Parse(rc.Match.Path); err != nil {
 		c.problem(path+".match.path", "%v", err)
 	}
 	if len(c.sink.list) > before {

@@ -906,7 +906,7 @@ routes:
       path: /a/{id?}/b
     upstream: api
 `,
-			want: []string{`test.yaml:8: routes[0].match.path: path pattern "/a/{id?}/b": optional parameter {id?} must end the pattern`},
+			want: []string{`test.yaml:8: routes[0].match.path: path pattern "/a/{id?}/b": optional parameter {id?} must be a whole last segment`},
 		},
 		{
 			desc: "invalid methods",
