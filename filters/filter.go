@@ -1,53 +1,41 @@
 // Package filters holds the per-route filter chain: the Filter contract, the pooled per-request
-// Exchange the chain runs on, and (as they arrive) the filters themselves.
+// Exchange the chain runs on, and the filters themselves (rate_limit, circuit_breaker, rewrite, json).
 package filters
 
 import (
+	"net/netip"
 	"sync"
 
 	"github.com/valyala/fasthttp"
 )
 
-// Verdict is a filter's answer to a request: let it go on, or stop it because the filter has decided
-// the outcome (Exchange.Reject says which).
-type Verdict uint8
+// Handler serves one exchange. Every chain ends in the gateway's handler that calls the upstream.
+type Handler interface {
+	Serve(x *Exchange)
+}
 
-const (
-	Continue Verdict = iota
-	Stop
-)
-
-// Filter is one step of a route's chain. A filter is built once per config snapshot, validated and
-// precomputed there, and shared by every request the snapshot serves, so its methods must be safe for
-// concurrent use and should not allocate.
+// Filter is one configured step of a route's chain. Its constructor (NewRateLimit, NewRewrite...) runs
+// once per config snapshot, validates its settings and precomputes everything; the request path only
+// executes.
+//
+// A step wraps the rest of the chain, middleware style, rather than running in two phases
+// (before/after the upstream): a circuit breaker must observe the outcome of exactly the requests it
+// admitted, and gobreaker's Execute gives that guarantee, panics included, without allocating, but
+// only around a call. Work before next.Serve is the request phase, work after it the response phase.
 type Filter interface {
-	// OnRequest runs before the upstream is called, in chain order. Returning Stop skips the upstream
-	// and the filters after this one; the filter must have called Exchange.Reject.
-	OnRequest(x *Exchange) Verdict
-	// OnResponse runs after the upstream answered (or failed; see Exchange.Failed), in reverse chain
-	// order, for exactly the filters whose OnRequest ran.
-	OnResponse(x *Exchange)
+	// Wrap returns the handler running this step around next. It is called once per route per snapshot.
+	// A step that answers the request itself calls Exchange.Reject and does not call next; it never
+	// writes an error response: the gateway renders every rejection the same way.
+	Wrap(next Handler) Handler
 }
 
-// Chain is a route's filters in order.
-type Chain []Filter
-
-// Request runs OnRequest in order until a filter stops. It returns how many filters ran (including a
-// stopping one), which is what Response needs.
-func (c Chain) Request(x *Exchange) (ran int, v Verdict) {
-	for i, f := range c {
-		if f.OnRequest(x) == Stop {
-			return i + 1, Stop
-		}
+// Chain composes filters, first to last, around terminal.
+func Chain(fs []Filter, terminal Handler) Handler {
+	h := terminal
+	for i := len(fs) - 1; i >= 0; i-- {
+		h = fs[i].Wrap(h)
 	}
-	return len(c), Continue
-}
-
-// Response runs OnResponse in reverse order over the first ran filters.
-func (c Chain) Response(x *Exchange, ran int) {
-	for i := ran - 1; i >= 0; i-- {
-		c[i].OnResponse(x)
-	}
+	return h
 }
 
 // Exchange is the state of one request as it crosses the gateway. It comes from a pool because a value
@@ -55,30 +43,37 @@ func (c Chain) Response(x *Exchange, ran int) {
 // request. Nothing in it may be kept after the request ends.
 type Exchange struct {
 	Ctx *fasthttp.RequestCtx
-	// Route is the matched route's name; Target the address of the upstream target chosen for it.
+	// Route is the matched route's name; Target the address of the upstream target that served it.
 	Route  string
 	Target string
-	// ClientIP is the client's address in text form: the peer, or for a trusted proxy the address it
-	// reports in X-Forwarded-For.
+	// Client is the client's address: the peer, or for a trusted proxy the address it reports in
+	// X-Forwarded-For. ClientIP is the same in text form.
+	Client   netip.Addr
 	ClientIP []byte
 	// RequestID is the value sent upstream and returned in X-Request-ID.
 	RequestID []byte
 
-	// Status and Reason are set by Reject (or by the gateway for its own errors); a non-zero Status
-	// means the gateway, not the upstream, answers.
+	// Status and Reason are set by Reject; a non-zero Status means the gateway answers, not the
+	// upstream, and the response phase of earlier steps sees an empty response.
 	Status int
 	Reason string
-	// Failed is set before OnResponse when the upstream produced no usable response.
+	// Failed means the upstream produced no usable response (unreachable, timed out, malformed).
 	Failed bool
 
 	ipBuf [64]byte
 	idBuf [128]byte
 }
 
-// Reject makes the gateway answer with status and a short reason instead of calling the upstream.
+// Reject makes the gateway answer with status and a short reason (a constant phrase: it is written
+// into the JSON error body unescaped). Headers the step sets on the response, such as Retry-After,
+// are kept.
 func (x *Exchange) Reject(status int, reason string) {
 	x.Status, x.Reason = status, reason
 }
+
+// Answered reports whether the response in x.Ctx is the upstream's: the request reached the upstream
+// and got a usable answer, and no step rejected it.
+func (x *Exchange) Answered() bool { return x.Status == 0 }
 
 // IPBuf and IDBuf are scratch space for ClientIP and RequestID, owned by the Exchange so that filling
 // them does not allocate.

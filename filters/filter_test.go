@@ -5,49 +5,54 @@ import (
 	"testing"
 )
 
-// recorder is a filter that logs its calls and stops the request when told to.
-type recorder struct {
+// step is a filter that logs when it runs before and after the rest of the chain, and rejects the
+// request instead of calling the rest when stop is set.
+type step struct {
 	name string
 	stop bool
 	log  *[]string
+	next Handler
 }
 
-func (r recorder) OnRequest(x *Exchange) Verdict {
-	*r.log = append(*r.log, "req:"+r.name)
-	if r.stop {
-		x.Reject(429, "stopped by "+r.name)
-		return Stop
+func (s step) Wrap(next Handler) Handler { s.next = next; return s }
+
+func (s step) Serve(x *Exchange) {
+	*s.log = append(*s.log, "req:"+s.name)
+	if s.stop {
+		x.Reject(429, "stopped by "+s.name)
+	} else {
+		s.next.Serve(x)
 	}
-	return Continue
+	*s.log = append(*s.log, "resp:"+s.name)
 }
 
-func (r recorder) OnResponse(*Exchange) { *r.log = append(*r.log, "resp:"+r.name) }
+type terminal struct{ log *[]string }
 
-func TestChain_RunsRequestInOrderAndResponseInReverseForTheFiltersThatRan(t *testing.T) {
+func (t terminal) Serve(*Exchange) { *t.log = append(*t.log, "upstream") }
+
+func TestChain_RunsStepsInOrderAroundTheUpstreamAndStopsAtARejection(t *testing.T) {
 	for _, tc := range []struct {
-		desc        string
-		stopAt      string
-		wantVerdict Verdict
-		wantLog     string
+		desc    string
+		stopAt  string
+		wantLog string
 	}{
-		{"no filter stops", "", Continue, "req:a req:b req:c resp:c resp:b resp:a"},
-		{"the middle filter stops", "b", Stop, "req:a req:b resp:b resp:a"},
-		{"the first filter stops", "a", Stop, "req:a resp:a"},
+		{"no step stops", "", "req:a req:b req:c upstream resp:c resp:b resp:a"},
+		{"the middle step rejects", "b", "req:a req:b resp:b resp:a"},
+		{"the first step rejects", "a", "req:a resp:a"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			var log []string
-			var chain Chain
+			var fs []Filter
 			for _, n := range []string{"a", "b", "c"} {
-				chain = append(chain, recorder{name: n, stop: n == tc.stopAt, log: &log})
+				fs = append(fs, step{name: n, stop: n == tc.stopAt, log: &log})
 			}
 			x := AcquireExchange(nil)
 			defer ReleaseExchange(x)
-			ran, v := chain.Request(x)
-			chain.Response(x, ran)
-			if v != tc.wantVerdict || strings.Join(log, " ") != tc.wantLog {
-				t.Errorf("verdict %v, calls %q; want %v, %q", v, strings.Join(log, " "), tc.wantVerdict, tc.wantLog)
+			Chain(fs, terminal{&log}).Serve(x)
+			if strings.Join(log, " ") != tc.wantLog {
+				t.Errorf("calls %q, want %q", strings.Join(log, " "), tc.wantLog)
 			}
-			if tc.stopAt != "" && (x.Status != 429 || x.Reason != "stopped by "+tc.stopAt) {
+			if tc.stopAt != "" && (x.Status != 429 || x.Reason != "stopped by "+tc.stopAt || x.Answered()) {
 				t.Errorf("rejection = %d %q", x.Status, x.Reason)
 			}
 		})

@@ -8,35 +8,52 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
-	"gopkg.in/yaml.v3"
 
 	"github.com/weir-gateway/weir/filters"
 	"github.com/weir-gateway/weir/pattern"
 	"github.com/weir-gateway/weir/upstream"
 )
 
+// Options are the process-wide things a snapshot's filters need.
+type Options struct {
+	// Log receives filter events (breaker transitions); the config's log.level is applied to it.
+	// The zero value discards them.
+	Log zerolog.Logger
+	// Now is the clock for rate limits; nil means time.Now.
+	Now func() time.Time
+}
+
 // LoadFile reads, decodes, validates and compiles a config file. The error, if any, is Problems
 // listing everything wrong with the file.
-func LoadFile(path string) (*Snapshot, error) {
+func LoadFile(path string, opts Options) (*Snapshot, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, Problems{{File: path, Msg: fmt.Sprintf("cannot read config: %v", err)}}
 	}
-	return Compile(path, data)
+	return CompileWith(path, data, opts)
 }
 
-// Compile builds a Snapshot from config bytes; file names their source in problems. Nothing is started:
-// upstream connections open on first use.
+// Compile builds a Snapshot from config bytes with default Options; file names their source in
+// problems. Nothing is started: upstream connections open on first use.
 func Compile(file string, data []byte) (*Snapshot, error) {
+	return CompileWith(file, data, Options{Log: zerolog.Nop()})
+}
+
+// CompileWith is Compile with explicit Options.
+func CompileWith(file string, data []byte, opts Options) (*Snapshot, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	cfg := &Config{File: file}
 	sink := newProblemSink(file)
 	if !decodeConfig(data, cfg, sink) {
 		return nil, sink.err()
 	}
-	c := compiler{cfg: cfg, sink: sink}
+	c := compiler{cfg: cfg, sink: sink, opts: opts}
 	snap := c.snapshot()
 	if err := sink.err(); err != nil {
 		return nil, err
@@ -45,9 +62,9 @@ func Compile(file string, data []byte) (*Snapshot, error) {
 }
 
 type compiler struct {
-	cfg      *Config
-	sink     *problemSink
-	defaults filters.Chain // defaults.filters, prepended to every route's chain
+	cfg  *Config
+	sink *problemSink
+	opts Options
 }
 
 // problem records a semantic problem unless the value at path already failed to decode.
@@ -68,6 +85,7 @@ func (c *compiler) snapshot() *Snapshot {
 	switch lvl := c.cfg.Log.Level; lvl {
 	case "debug", "info", "warn", "error":
 		s.LogLevel, _ = zerolog.ParseLevel(lvl)
+		c.opts.Log = c.opts.Log.Level(s.LogLevel)
 	default:
 		c.problem("log.level", "unknown level %q; use debug, info, warn or error", lvl)
 	}
@@ -76,7 +94,6 @@ func (c *compiler) snapshot() *Snapshot {
 			s.pools[name] = pool
 		}
 	}
-	c.defaults = c.filterList("defaults.filters", c.cfg.Defaults.Filters)
 	if len(c.cfg.Routes) == 0 {
 		c.problem("routes", "no routes are defined; add at least one under routes")
 	}
@@ -205,20 +222,6 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 	return upstream.NewPool(st)
 }
 
-// filterList checks a list of filters. No filter kinds exist yet, so every entry is reported.
-func (c *compiler) filterList(path string, specs []FilterSpec) filters.Chain {
-	for i := range specs {
-		n := &specs[i]
-		fpath := fmt.Sprintf("%s[%d]", path, i)
-		if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
-			c.problem(fpath, "a filter is a mapping with one key naming it, like - rate_limit: {...}")
-			continue
-		}
-		c.problem(fpath, "unknown filter %q; this version of weir has no filters yet", n.Content[0].Value)
-	}
-	return nil
-}
-
 func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[string]int) {
 	before := len(c.sink.list)
 	switch j, dup := names[rc.Name]; {
@@ -237,21 +240,29 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	} else {
 		r.Pool = s.pools[rc.Upstream] // nil when the pool itself is invalid; reported there
 	}
-	r.Chain = append(slices.Clone(c.defaults), c.filterList(path+".filters", rc.Filters)...)
 	methods := c.methods(path+".match.methods", rc.Match.Methods)
 	hosts := c.hosts(path+".match.hosts", rc.Match.Hosts)
 	if rc.Match.Path == "" {
 		c.problem(path+".match.path", "every route needs a path pattern, like /api/users/{id} or /{rest:*}")
-	} else if _, err := pattern.Parse(rc.Match.Path); err != nil {
+	}
+	pat, err := pattern.Parse(rc.Match.Path)
+	if err != nil && rc.Match.Path != "" {
 		c.problem(path+".match.path", "%v", err)
 	}
 	if len(c.sink.list) > before {
 		return
 	}
-	r.handler = r.record
+	// defaults.filters are built for each route: every route gets its own limiter buckets and breaker.
+	env := filters.Env{Route: rc.Name, Pattern: pat, Now: c.opts.Now, Log: c.opts.Log.With().Str("route", rc.Name).Logger()}
+	defaults, okDefaults := c.buildFilters("defaults.filters", c.cfg.Defaults.Filters, env)
+	own, okOwn := c.buildFilters(path+".filters", rc.Filters, env)
+	if !okDefaults || !okOwn {
+		return
+	}
+	r.handler = filters.Chain(append(defaults, own...), upstreamStep{pool: r.Pool, log: c.opts.Log})
 	for _, h := range hosts {
 		t := s.table(h)
-		if err := t.add(rc.Match.Path, methods, r.handler); err != nil {
+		if err := t.add(rc.Match.Path, methods, r.record); err != nil {
 			c.problem(path+".match.path", "%v", err)
 			return
 		}

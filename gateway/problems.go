@@ -58,7 +58,13 @@ func newProblemSink(file string) *problemSink {
 // addf records a problem at path. A path that was never read (a missing key) is located at its nearest
 // ancestor that was.
 func (s *problemSink) addf(path, format string, args ...any) {
-	s.list = append(s.list, Problem{File: s.file, Line: s.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	p := Problem{File: s.file, Line: s.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+	for _, q := range s.list {
+		if q == p { // defaults.filters are built once per route; say each thing once
+			return
+		}
+	}
+	s.list = append(s.list, p)
 }
 
 func (s *problemSink) lineOf(path string) int {
@@ -99,8 +105,11 @@ func parentPath(p string) string {
 }
 
 func joinPath(parent, key string) string {
-	if parent == "" {
+	switch {
+	case parent == "":
 		return key
+	case key == "":
+		return parent
 	}
 	return parent + "." + key
 }

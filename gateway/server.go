@@ -14,7 +14,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/filters"
-	"github.com/weir-gateway/weir/upstream"
 )
 
 // Server is the public listener: one fasthttp handler for every request, serving from the current
@@ -96,20 +95,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	x.Route = route.Name
-
-	ran, verdict := route.Chain.Request(x)
-	if verdict == filters.Continue {
-		t := route.Pool.Pick(&ctx.Request, x.ClientIP)
-		x.Target = t.Addr
-		if err := route.Pool.Forward(&ctx.Request, &ctx.Response, t); err != nil {
-			f := upstream.Classify(err)
-			x.Failed = true
-			x.Reject(f.Status, f.Reason)
-			s.log.Warn().Bytes("request_id", x.RequestID).Str("route", route.Name).Str("upstream", t.Addr).
-				Err(err).Msg(f.Reason)
-		}
-	}
-	route.Chain.Response(x, ran)
+	route.handler.Serve(x)
 }
 
 // finish turns a panic into a 500 (fasthttp does not recover handler panics, so without this one bad

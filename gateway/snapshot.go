@@ -34,19 +34,37 @@ type Snapshot struct {
 
 // Route is a compiled route: where its requests go and what runs on them.
 type Route struct {
-	Name  string
-	Pool  *upstream.Pool
-	Chain filters.Chain
+	Name string
+	Pool *upstream.Pool
 	// Match is the route's match block as configured, for tools that describe routes (weir demo).
 	Match MatchConfig
-	// handler is what the route registers with the router. The router only decides; the handler records
-	// the decision on the request so the gateway can act on it (see Snapshot.match).
-	handler fasthttp.RequestHandler
+	// handler runs the route's filters around the upstream call.
+	handler filters.Handler
 }
 
 type matchedRouteKey struct{}
 
+// record is what the route registers with the router. The router only decides; record notes the
+// decision on the request so the gateway can act on it (see Snapshot.match).
 func (r *Route) record(ctx *fasthttp.RequestCtx) { ctx.SetUserValue(matchedRouteKey{}, r) }
+
+// upstreamStep ends every route's chain: it picks a target and forwards to it.
+type upstreamStep struct {
+	pool *upstream.Pool
+	log  zerolog.Logger
+}
+
+func (u upstreamStep) Serve(x *filters.Exchange) {
+	t := u.pool.Pick(&x.Ctx.Request, x.ClientIP)
+	x.Target = t.Addr
+	if err := u.pool.Forward(&x.Ctx.Request, &x.Ctx.Response, t); err != nil {
+		f := upstream.Classify(err)
+		x.Failed = true
+		x.Reject(f.Status, f.Reason)
+		u.log.Warn().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("upstream", t.Addr).
+			Err(err).Msg(f.Reason)
+	}
+}
 
 // routeTable holds the routes of one host key.
 type routeTable struct {

@@ -155,7 +155,8 @@ func TestPanicInRequestPath_Becomes500AndServerKeepsServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap.Routes[0].Chain = filters.Chain{panicOn{path: "/boom"}}
+	r := snap.Routes[0]
+	r.handler = filters.Chain([]filters.Filter{panicOn{path: "/boom"}}, r.handler)
 	gw, _ := serveSnapshot(t, snap)
 
 	resp := get(t, gw, "/boom")
@@ -171,15 +172,19 @@ func TestPanicInRequestPath_Becomes500AndServerKeepsServing(t *testing.T) {
 }
 
 // panicOn is a filter that panics for one path, standing in for a bug anywhere in the request path.
-type panicOn struct{ path string }
+type panicOn struct {
+	path string
+	next filters.Handler
+}
 
-func (p panicOn) OnRequest(x *filters.Exchange) filters.Verdict {
+func (p panicOn) Wrap(next filters.Handler) filters.Handler { p.next = next; return p }
+
+func (p panicOn) Serve(x *filters.Exchange) {
 	if string(x.Ctx.Path()) == p.path {
 		panic("bug")
 	}
-	return filters.Continue
+	p.next.Serve(x)
 }
-func (panicOn) OnResponse(*filters.Exchange) {}
 
 // countingBackends starts n backends that answer with their own index.
 func countingBackends(t *testing.T, n int) []string {

@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "weir", versionString())
 		return 0
 	case "validate":
-		snap, err := gateway.LoadFile(*configPath)
+		snap, err := gateway.LoadFile(*configPath, gateway.Options{})
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -59,12 +59,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: ok (%d routes)\n", *configPath, len(snap.Routes))
 		return 0
 	case "serve", "demo":
-		snap, err := gateway.LoadFile(*configPath)
+		base := newLogger(stderr)
+		snap, err := gateway.LoadFile(*configPath, gateway.Options{Log: base})
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		log := newLogger(stderr, snap.LogLevel)
+		log := base.Level(snap.LogLevel)
 		var ready func(net.Addr)
 		if cmd == "demo" {
 			stop, err := startDemoUpstreams(snap, log)
@@ -87,9 +88,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func newLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
+func newLogger(w io.Writer) zerolog.Logger {
 	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	return zerolog.New(w).With().Timestamp().Logger()
 }
 
 func versionString() string {

@@ -1,0 +1,60 @@
+package filters
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/weir-gateway/weir/pattern"
+)
+
+// Env is what a filter constructor may know about where the filter runs.
+type Env struct {
+	// Route is the route's name, for logs.
+	Route string
+	// Pattern is the route's path pattern, for filters that read path parameters.
+	Pattern *pattern.Pattern
+	// Now is the clock. Tests inject one so that limiters and breakers are driven without sleeping.
+	Now func() time.Time
+	// Log receives the filter's events (breaker transitions, for example).
+	Log zerolog.Logger
+}
+
+// ConfigError is a bad filter setting. Field is the setting's key path below the filter's name
+// ("rate", "request_headers.set"), so the gateway can point at its line in the config file.
+type ConfigError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ConfigErrors flattens what a constructor returned (one ConfigError, or several joined with
+// errors.Join) into its ConfigErrors.
+func ConfigErrors(err error) []*ConfigError {
+	var out []*ConfigError
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		if ce, ok := e.(*ConfigError); ok {
+			out = append(out, ce)
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, inner := range j.Unwrap() {
+				walk(inner)
+			}
+			return
+		}
+		out = append(out, &ConfigError{Msg: e.Error()})
+	}
+	walk(err)
+	return out
+}

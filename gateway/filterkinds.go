@@ -1,0 +1,85 @@
+package gateway
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/weir-gateway/weir/filters"
+)
+
+// filterKind builds one kind of filter from its settings node. It reports problems itself and returns
+// nil when the filter cannot be built.
+type filterKind func(c *compiler, settings *yaml.Node, path string, env filters.Env) filters.Filter
+
+// filterKinds maps the names used in config files to their constructors. Each constructor's settings
+// struct is decoded strictly from the filter's mapping, so its yaml and default tags are the config
+// contract.
+var filterKinds = map[string]filterKind{
+	// one line per filter kind, e.g. "rate_limit": kindOf(filters.NewRateLimit),
+}
+
+// kindOf adapts a constructor taking a settings struct C: the settings node is decoded strictly into C
+// (with C's `default` tags), then the constructor validates; each ConfigError it returns is placed on
+// the line of the setting it names.
+func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error)) filterKind {
+	return func(c *compiler, settings *yaml.Node, path string, env filters.Env) filters.Filter {
+		var cfg C
+		before := len(c.sink.list)
+		d := nodeDecoder{sink: c.sink}
+		if settings.Kind == 0 || isNull(settings) {
+			settings = &yaml.Node{Kind: yaml.MappingNode} // "- json:" with no settings: all defaults
+		}
+		d.value(settings, path, reflect.ValueOf(&cfg).Elem())
+		if len(c.sink.list) > before {
+			return nil
+		}
+		f, err := build(cfg, env)
+		if err != nil {
+			for _, ce := range filters.ConfigErrors(err) {
+				c.problem(joinPath(path, ce.Field), "%s", ce.Msg)
+			}
+			return nil
+		}
+		return f
+	}
+}
+
+func filterKindNames() []string {
+	names := make([]string, 0, len(filterKinds))
+	for n := range filterKinds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// buildFilters builds a list of filter specs for one route. ok is false if any could not be built.
+func (c *compiler) buildFilters(path string, specs []FilterSpec, env filters.Env) (fs []filters.Filter, ok bool) {
+	ok = true
+	for i := range specs {
+		n := &specs[i]
+		fpath := fmt.Sprintf("%s[%d]", path, i)
+		if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
+			c.problem(fpath, "a filter is a mapping with one key naming it, like - rate_limit: {rate: 100, per: 1s}")
+			ok = false
+			continue
+		}
+		name := n.Content[0].Value
+		kind, known := filterKinds[name]
+		if !known {
+			c.problem(fpath, "unknown filter %q%s", name, suggest(name, filterKindNames(), "filters"))
+			ok = false
+			continue
+		}
+		f := kind(c, n.Content[1], joinPath(fpath, name), env)
+		if f == nil {
+			ok = false
+			continue
+		}
+		fs = append(fs, f)
+	}
+	return fs, ok
+}
