@@ -7,9 +7,17 @@ import "testing"
 // The race detector changes allocation counts, hence the build tag.
 
 func TestAllocs_ProxiedGETAllocatesNothing(t *testing.T) {
-	for _, accessLog := range []bool{false, true} {
-		t.Run("access log "+map[bool]string{false: "off", true: "on"}[accessLog], func(t *testing.T) {
-			r := newProxyRigLogged(t, "/static", accessLog)
+	for _, tc := range []struct {
+		desc      string
+		accessLog bool
+		chain     string
+	}{
+		{"no filters, access log off", false, ""},
+		{"no filters, access log on", true, ""},
+		{"rate_limit + circuit_breaker, access log on", true, benchChain},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			r := newProxyRigWith(t, "/static", tc.accessLog, tc.chain)
 			for i := 0; i < 100; i++ { // warm pools and connections
 				r.do(t)
 			}

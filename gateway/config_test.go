@@ -964,7 +964,7 @@ routes:
 			},
 		},
 		{
-			desc: "filters: none exist yet",
+			desc: "filter problems: unknown filters and settings, bad values on their own lines",
 			yaml: `defaults:
   filters:
     - rate_limit: {rps: 10}
@@ -981,12 +981,22 @@ routes:
       - strip_prefix: /api
       - just-a-string
       - {a: 1, b: 2}
+      - rate_limit:
+          rate: 0
+          key: "header:"
+      - circuit_breaker:
+          failure_ratio: 1.5
+          open_timeout: 0s
 `,
 			want: []string{
-				`test.yaml:3: defaults.filters[0]: unknown filter "rate_limit"; this version of weir has no filters yet`,
-				`test.yaml:14: routes[0].filters[0]: unknown filter "strip_prefix"; this version of weir has no filters yet`,
-				`test.yaml:15: routes[0].filters[1]: a filter is a mapping with one key naming it, like - rate_limit: {...}`,
-				`test.yaml:16: routes[0].filters[2]: a filter is a mapping with one key naming it, like - rate_limit: {...}`,
+				`test.yaml:3: defaults.filters[0].rate_limit.rps: unknown key "rps"; known keys: burst, key, max_keys, per, rate`,
+				`test.yaml:14: routes[0].filters[0]: unknown filter "strip_prefix"; known filters: circuit_breaker, rate_limit`,
+				`test.yaml:15: routes[0].filters[1]: a filter is a mapping with one key naming it, like - rate_limit: {rate: 100, per: 1s}`,
+				`test.yaml:16: routes[0].filters[2]: a filter is a mapping with one key naming it, like - rate_limit: {rate: 100, per: 1s}`,
+				`test.yaml:18: routes[0].filters[3].rate_limit.rate: must be more than 0 requests per 1s`,
+				`test.yaml:19: routes[0].filters[3].rate_limit.key: unknown key "header:"; use route, client_ip or header:NAME`,
+				`test.yaml:21: routes[0].filters[4].circuit_breaker.failure_ratio: must be between 0 (off) and 1, got 1.5`,
+				`test.yaml:22: routes[0].filters[4].circuit_breaker.open_timeout: must be more than zero`,
 			},
 		},
 	})

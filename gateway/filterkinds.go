@@ -18,7 +18,8 @@ type filterKind func(c *compiler, settings *yaml.Node, path string, env filters.
 // struct is decoded strictly from the filter's mapping, so its yaml and default tags are the config
 // contract.
 var filterKinds = map[string]filterKind{
-	// one line per filter kind, e.g. "rate_limit": kindOf(filters.NewRateLimit),
+	"rate_limit":      kindOf(filters.NewRateLimit),
+	"circuit_breaker": kindOf(filters.NewCircuitBreaker),
 }
 
 // kindOf adapts a constructor taking a settings struct C: the settings node is decoded strictly into C

@@ -50,6 +50,7 @@ func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	peer := peerAddr(ctx)
 	var peerBuf [64]byte
 	peerText := peer.AppendTo(peerBuf[:0])
+	x.Client = peer
 	x.ClientIP = append(x.IPBuf(), peerText...)
 
 	trusted := s.isTrusted(peer)
@@ -58,7 +59,7 @@ func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	prior := buf[:0]
 	if trusted {
 		lines := h.PeekAll(headerXFF)
-		x.ClientIP = s.clientFromXFF(x.ClientIP, lines)
+		x.Client, x.ClientIP = s.clientFromXFF(peer, x.ClientIP, lines)
 		for i, line := range lines {
 			if i > 0 {
 				prior = append(prior, ", "...)
@@ -97,8 +98,8 @@ func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 // itself a trusted proxy; that is the first hop no trusted party vouches for. An entry that does not
 // parse stops the walk, and the address found so far (at worst the peer) is kept. lines must be the
 // header's own memory, not a stack buffer: netip.ParseAddr may keep its input.
-func (s *Snapshot) clientFromXFF(peer []byte, lines [][]byte) []byte {
-	client := peer
+func (s *Snapshot) clientFromXFF(peer netip.Addr, peerText []byte, lines [][]byte) (netip.Addr, []byte) {
+	client, text := peer, peerText
 	for l := len(lines) - 1; l >= 0; l-- {
 		for rest := lines[l]; len(rest) > 0; {
 			var item []byte
@@ -109,15 +110,15 @@ func (s *Snapshot) clientFromXFF(peer []byte, lines [][]byte) []byte {
 			}
 			a, err := netip.ParseAddr(b2s(item))
 			if err != nil {
-				return client
+				return client, text
 			}
-			client = append(client[:0], item...)
-			if !s.isTrusted(a.Unmap()) {
-				return client
+			client, text = a.Unmap(), append(text[:0], item...)
+			if !s.isTrusted(client) {
+				return client, text
 			}
 		}
 	}
-	return client
+	return client, text
 }
 
 // requestID keeps a client's X-Request-ID when it is sane (1–128 characters of [A-Za-z0-9._:+/=-]),

@@ -18,11 +18,20 @@ type proxyRig struct {
 }
 
 func newProxyRig(tb testing.TB, path string) *proxyRig {
-	return newProxyRigLogged(tb, path, false)
+	return newProxyRigWith(tb, path, false, "")
 }
 
-// newProxyRigLogged is newProxyRig with the access log on, written to io.Discard when accessLog is set.
-func newProxyRigLogged(tb testing.TB, path string, accessLog bool) *proxyRig {
+// benchChain is the default chain: a limiter that never rejects and a breaker.
+const benchChain = `
+defaults:
+  filters:
+    - rate_limit: {rate: 1000000000, per: 1s, key: client_ip}
+    - circuit_breaker: {consecutive_failures: 5, open_timeout: 30s}
+`
+
+// newProxyRigWith is newProxyRig with the access log on (written to io.Discard) when accessLog is
+// set, and extra config (such as benchChain) appended.
+func newProxyRigWith(tb testing.TB, path string, accessLog bool, extra string) *proxyRig {
 	body := []byte("Hello, World!") // 13 bytes, the bench/ "small GET" size
 	backend := startBackend(tb, func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentType("text/plain")
@@ -35,7 +44,7 @@ upstreams:
 routes:
   - {name: user, match: {path: "/users/{id}", methods: [GET]}, upstream: backend}
   - {name: static, match: {path: /static}, upstream: backend}
-`))
+`+extra))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -64,12 +73,13 @@ func (r *proxyRig) do(tb testing.TB) {
 // so ns/op is an upper bound on the gateway's cost; allocs/op counts all three processes' worth of
 // goroutines and should be 0.
 func BenchmarkProxyGET(b *testing.B) {
-	for _, bc := range []struct{ name, path string }{
-		{"static-route", "/static"},
-		{"param-route", "/users/42"},
+	for _, bc := range []struct{ name, path, extra string }{
+		{"static-route", "/static", ""},
+		{"param-route", "/users/42", ""},
+		{"static-route-default-chain", "/static", benchChain},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			r := newProxyRig(b, bc.path)
+			r := newProxyRigWith(b, bc.path, false, bc.extra)
 			r.do(b)
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -148,7 +148,8 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 		status, reason = fasthttp.StatusRequestTimeout, "request not received in time"
 	}
 	x := filters.AcquireExchange(ctx)
-	x.ClientIP = peerAddr(ctx).AppendTo(x.IPBuf())
+	x.Client = peerAddr(ctx)
+	x.ClientIP = x.Client.AppendTo(x.IPBuf())
 	requestID(ctx, x)
 	x.Reject(status, reason)
 	s.complete(ctx, x)

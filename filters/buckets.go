@@ -1,0 +1,94 @@
+package filters
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// bucketTable holds one token bucket per key, bounded in memory whatever keys clients send.
+//
+// It is sharded so that concurrent requests rarely contend on a lock. Each shard holds at most its
+// share of max_keys. A full shard first drops its idle entries: a bucket that has refilled to its
+// burst is indistinguishable from a new one, so dropping it changes nothing for its client. If the
+// shard is still full, the new key shares the overflow bucket; active keys are never evicted, so a
+// flood of new keys cannot reset a legitimate client's bucket.
+type bucketTable struct {
+	limit    rate.Limit
+	burst    int
+	seed     maphash.Seed
+	perShard int
+	shards   []bucketShard
+	overflow *rate.Limiter
+}
+
+type bucketShard struct {
+	mu        sync.Mutex
+	buckets   map[string]*rate.Limiter
+	lastSweep time.Time
+	_         [40]byte // keep neighbouring shards' locks off one cache line
+}
+
+const maxShards = 64
+
+// sweepEvery spaces out sweeps of a full shard: while an attacker keeps a shard full of active keys,
+// each new key would otherwise scan the whole shard.
+const sweepEvery = time.Second
+
+func newBucketTable(limit rate.Limit, burst, maxKeys int) *bucketTable {
+	shards := maxShards
+	if maxKeys < maxShards {
+		shards = 1
+	}
+	t := &bucketTable{
+		limit:    limit,
+		burst:    burst,
+		seed:     maphash.MakeSeed(),
+		perShard: maxKeys / shards,
+		shards:   make([]bucketShard, shards),
+		overflow: rate.NewLimiter(limit, burst),
+	}
+	for i := range t.shards {
+		t.shards[i].buckets = make(map[string]*rate.Limiter)
+	}
+	return t
+}
+
+// get returns key's bucket, creating it if there is room. Looking up an existing key does not
+// allocate; only a new key's entry does.
+func (t *bucketTable) get(key []byte, now time.Time) *rate.Limiter {
+	s := &t.shards[maphash.Bytes(t.seed, key)%uint64(len(t.shards))]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.buckets[string(key)]; ok {
+		return b
+	}
+	if len(s.buckets) >= t.perShard && now.Sub(s.lastSweep) >= sweepEvery {
+		s.lastSweep = now
+		for k, b := range s.buckets {
+			if b.TokensAt(now) >= float64(t.burst) {
+				delete(s.buckets, k)
+			}
+		}
+	}
+	if len(s.buckets) >= t.perShard {
+		return t.overflow
+	}
+	b := rate.NewLimiter(t.limit, t.burst) // starts full
+	s.buckets[string(key)] = b
+	return b
+}
+
+// len counts the keys held, for tests and metrics.
+func (t *bucketTable) len() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += len(s.buckets)
+		s.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,193 @@
+package filters
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/time/rate"
+)
+
+// RateLimitConfig is the `rate_limit` filter: a token bucket per key (golang.org/x/time/rate).
+type RateLimitConfig struct {
+	// Rate is how many requests are allowed per Per, on average. Required.
+	Rate float64 `yaml:"rate"`
+	// Per is the period Rate refers to.
+	Per time.Duration `yaml:"per" default:"1s"`
+	// Burst is the bucket size: how many requests may arrive at once. Default: Rate, rounded up.
+	Burst int `yaml:"burst"`
+	// Key is what gets its own bucket: "route" (one bucket for the route), "client_ip" (IPv6 clients
+	// by /64), or "header:NAME" (requests without the header share one bucket).
+	Key string `yaml:"key" default:"route"`
+	// MaxKeys bounds the per-key table. When it is full, new keys share one overflow bucket rather than
+	// evicting active ones (an attacker spraying keys must not hand legitimate clients a fresh burst).
+	MaxKeys int `yaml:"max_keys" default:"100000"`
+}
+
+// RateLimitPolicy names the quota policy in the RateLimit-Policy and RateLimit response fields
+// (draft-ietf-httpapi-ratelimit-headers-11).
+const RateLimitPolicy = "default"
+
+type limitKey uint8
+
+const (
+	keyRoute limitKey = iota
+	keyClientIP
+	keyHeader
+)
+
+// RateLimit is a compiled rate_limit filter.
+type RateLimit struct {
+	limit  rate.Limit
+	burst  int
+	key    limitKey
+	header string
+	now    func() time.Time
+	route  *rate.Limiter // key: route
+	table  *bucketTable  // other keys
+	policy []byte        // the RateLimit-Policy value, fixed for the filter's life
+}
+
+// NewRateLimit validates cfg and builds the filter.
+func NewRateLimit(cfg RateLimitConfig, env Env) (*RateLimit, error) {
+	var errs []error
+	if cfg.Rate <= 0 || math.IsInf(cfg.Rate, 0) || math.IsNaN(cfg.Rate) {
+		errs = append(errs, fieldErr("rate", "must be more than 0 requests per %s", cfg.Per))
+	}
+	if cfg.Per <= 0 {
+		errs = append(errs, fieldErr("per", "must be more than zero"))
+	}
+	if cfg.Burst < 0 {
+		errs = append(errs, fieldErr("burst", "must be 1 or more (or absent for the default, rate rounded up)"))
+	}
+	if cfg.MaxKeys < 1 {
+		errs = append(errs, fieldErr("max_keys", "must be 1 or more"))
+	}
+	r := &RateLimit{now: env.Now}
+	switch {
+	case cfg.Key == "route":
+		r.key = keyRoute
+	case cfg.Key == "client_ip":
+		r.key = keyClientIP
+	case strings.HasPrefix(cfg.Key, "header:") && validHeaderName(cfg.Key[len("header:"):]):
+		r.key, r.header = keyHeader, cfg.Key[len("header:"):]
+	default:
+		errs = append(errs, fieldErr("key", "unknown key %q; use route, client_ip or header:NAME", cfg.Key))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	r.limit = rate.Limit(cfg.Rate / cfg.Per.Seconds())
+	r.burst = cfg.Burst
+	if r.burst == 0 {
+		r.burst = int(math.Ceil(cfg.Rate))
+	}
+	if r.key == keyRoute {
+		r.route = rate.NewLimiter(r.limit, r.burst)
+	} else {
+		r.table = newBucketTable(r.limit, r.burst, cfg.MaxKeys)
+	}
+	r.policy = policyValue(cfg.Rate, cfg.Per)
+	return r, nil
+}
+
+// policyValue states the quota as q requests per w whole seconds, the draft's only window unit.
+func policyValue(perPeriod float64, per time.Duration) []byte {
+	w := math.Max(1, math.Round(per.Seconds()))
+	q := math.Floor(perPeriod * w / per.Seconds())
+	b := []byte(`"` + RateLimitPolicy + `";q=`)
+	b = strconv.AppendInt(b, int64(q), 10)
+	b = append(b, ";w="...)
+	return strconv.AppendInt(b, int64(w), 10)
+}
+
+// Wrap implements Filter.
+func (r *RateLimit) Wrap(next Handler) Handler { return &rateLimitStep{RateLimit: r, next: next} }
+
+type rateLimitStep struct {
+	*RateLimit
+	next Handler
+}
+
+func (s *rateLimitStep) Serve(x *Exchange) {
+	now := s.now()
+	lim := s.limiter(x, now)
+	// AllowN takes a token only when one is there: a rejected request costs nothing, so it never pushes
+	// the client's next allowed request further out.
+	if !lim.AllowN(now, 1) {
+		wait := secondsUntil(lim, now, 1)
+		s.setHeaders(&x.Ctx.Response.Header, 0, wait)
+		var buf [20]byte
+		x.Ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, strconv.AppendInt(buf[:0], wait, 10))
+		x.Reject(fasthttp.StatusTooManyRequests, "rate limit exceeded")
+		return
+	}
+	s.next.Serve(x)
+	// After next: the upstream's response has replaced whatever was set before.
+	s.setHeaders(&x.Ctx.Response.Header, int64(lim.TokensAt(now)), secondsUntil(lim, now, float64(s.burst)))
+}
+
+// limiter finds the bucket for the request's key.
+func (s *rateLimitStep) limiter(x *Exchange, now time.Time) *rate.Limiter {
+	switch s.key {
+	case keyClientIP:
+		var buf [16]byte
+		return s.table.get(clientKey(buf[:0], x), now)
+	case keyHeader:
+		// A request without the header gets the empty key: such requests share one bucket.
+		return s.table.get(x.Ctx.Request.Header.Peek(s.header), now)
+	}
+	return s.route
+}
+
+// clientKey is the client's address as bytes, IPv6 cut to its /64: one host usually holds a whole
+// /64, so keying on full addresses would give it 2^64 buckets.
+func clientKey(dst []byte, x *Exchange) []byte {
+	a := x.Client
+	switch {
+	case a.Is4():
+		b := a.As4()
+		return append(dst, b[:]...)
+	case a.Is6():
+		b := a.As16()
+		return append(dst, b[:8]...)
+	}
+	return dst
+}
+
+// secondsUntil is how many whole seconds, rounded up, until lim holds want tokens.
+func secondsUntil(lim *rate.Limiter, now time.Time, want float64) int64 {
+	missing := want - lim.TokensAt(now)
+	if missing <= 0 {
+		return 0
+	}
+	return int64(math.Ceil(missing / float64(lim.Limit())))
+}
+
+// setHeaders writes the RateLimit-Policy and RateLimit fields.
+func (s *rateLimitStep) setHeaders(h *fasthttp.ResponseHeader, remaining, reset int64) {
+	h.SetBytesV("RateLimit-Policy", s.policy)
+	var buf [64]byte
+	v := append(buf[:0], `"`+RateLimitPolicy+`";r=`...)
+	v = strconv.AppendInt(v, max(remaining, 0), 10)
+	v = append(v, ";t="...)
+	v = strconv.AppendInt(v, reset, 10)
+	h.SetBytesV("RateLimit", v)
+}
+
+// validHeaderName reports whether s is a non-empty RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
