@@ -1,6 +1,7 @@
 package filters
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -59,14 +60,13 @@ func TestChain_RunsStepsInOrderAroundTheUpstreamAndStopsAtARejection(t *testing.
 	}
 }
 
-func TestExchange_ReleasedExchangeComesBackZeroed(t *testing.T) {
+func TestExchange_ReleaseZeroesItBeforeReuse(t *testing.T) {
 	x := AcquireExchange(nil)
 	x.Route, x.Status, x.Failed = "r", 503, true
 	x.ClientIP = append(x.IPBuf(), "10.0.0.1"...)
 	ReleaseExchange(x)
-	y := AcquireExchange(nil)
-	defer ReleaseExchange(y)
-	if y.Route != "" || y.Status != 0 || y.Failed || len(y.ClientIP) != 0 || y.Ctx != nil {
-		t.Fatalf("acquired exchange carries state: %+v", y)
+	// Checked on x itself: the pool need not hand the same object back (under -race it often drops it).
+	if !reflect.DeepEqual(*x, Exchange{}) {
+		t.Fatalf("released exchange still carries state: %+v", x)
 	}
 }

@@ -61,6 +61,10 @@ func CompileWith(file string, data []byte, opts Options) (*Snapshot, error) {
 	return snap, nil
 }
 
+// maxWeight bounds target weights: the hash balancer gives each target 160 ring points per unit of
+// weight, so weights are kept to a range where the ring stays small (as HAProxy does, 1 to 256).
+const maxWeight = 256
+
 type compiler struct {
 	cfg  *Config
 	sink *problemSink
@@ -162,6 +166,8 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 		ConnWaitTimeout:  uc.ConnWaitTimeout,
 		IdleConnTimeout:  uc.IdleConnTimeout,
 		MaxResponseBytes: int(uc.MaxResponseBytes),
+
+		MaxResponseHeaderBytes: int(uc.MaxResponseHeaderBytes),
 	}
 	var err error
 	st.Balancer, err = upstream.ParseBalancer(uc.Balancer)
@@ -196,8 +202,8 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 		}
 		seen[spec.Addr] = i
 		switch {
-		case tc.Weight < 1:
-			c.problem(tpath+".weight", "weight must be 1 or more, got %d", tc.Weight)
+		case tc.Weight < 1 || tc.Weight > maxWeight:
+			c.problem(tpath+".weight", "weight must be 1 to %d, got %d", maxWeight, tc.Weight)
 		case tc.Weight > 1 && balancerOK && st.Balancer != upstream.Weighted && st.Balancer != upstream.Hash:
 			c.problem(tpath+".weight", "weight is only used by the weighted and hash balancers, but balancer is %s", uc.Balancer)
 		}
@@ -215,6 +221,9 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 	}
 	if uc.MaxResponseBytes <= 0 {
 		c.problem(path+".max_response_bytes", "must be more than 0 bytes")
+	}
+	if uc.MaxResponseHeaderBytes < 1024 {
+		c.problem(path+".max_response_header_bytes", "must be at least 1KiB to hold a status line and headers, got %d bytes", uc.MaxResponseHeaderBytes)
 	}
 	if len(c.sink.list) > before {
 		return nil

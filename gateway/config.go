@@ -74,12 +74,15 @@ type UpstreamConfig struct {
 	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout" default:"4s"`
 	// MaxResponseBytes caps a buffered response body; a larger one gets 502.
 	MaxResponseBytes Size `yaml:"max_response_bytes" default:"64MiB"`
+	// MaxResponseHeaderBytes caps the response status line plus headers; a larger head gets 502.
+	// Each open connection to a target holds a read buffer of this size.
+	MaxResponseHeaderBytes Size `yaml:"max_response_header_bytes" default:"16KiB"`
 }
 
 // TargetConfig is one backend of a pool.
 type TargetConfig struct {
 	URL string `yaml:"url"`
-	// Weight is the target's share under the weighted and hash balancers.
+	// Weight is the target's share under the weighted and hash balancers, 1 to 256.
 	Weight int `yaml:"weight" default:"1"`
 }
 

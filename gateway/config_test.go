@@ -526,8 +526,8 @@ routes:
     upstream: api
 `,
 			want: []string{
-				`test.yaml:6: upstreams.api.targets[0].weight: weight must be 1 or more, got 0`,
-				`test.yaml:8: upstreams.api.targets[1].weight: weight must be 1 or more, got -3`,
+				`test.yaml:6: upstreams.api.targets[0].weight: weight must be 1 to 256, got 0`,
+				`test.yaml:8: upstreams.api.targets[1].weight: weight must be 1 to 256, got -3`,
 				`test.yaml:10: upstreams.api.targets[2].weight: expected a whole number, got "two"`,
 			},
 		},
@@ -1034,7 +1034,7 @@ routes:
 			`test.yaml:5: log.level: unknown level "loud"; use debug, info, warn or error`,
 			`test.yaml:7: upstreams.api.hash_key: balancer hash needs a hash_key: client_ip, path, header:NAME or cookie:NAME`,
 			`test.yaml:10: upstreams.api.targets[0].url: target URL "ftp://x" has scheme "ftp"; use http or https`,
-			`test.yaml:12: upstreams.api.targets[1].weight: weight must be 1 or more, got 0`,
+			`test.yaml:12: upstreams.api.targets[1].weight: weight must be 1 to 256, got 0`,
 			`test.yaml:16: routes[0].match.path: path pattern "x" must start with /`,
 			`test.yaml:17: routes[0].match.methods[0]: CONNECT is never proxied; weir answers it with 501`,
 			`test.yaml:18: routes[0].upstream: unknown upstream "apii"; did you mean "api"?`,
@@ -1390,6 +1390,50 @@ func TestDecode_MergeKeysAndExtensionKeys(t *testing.T) {
 func TestCompile_StricterInputs(t *testing.T) {
 	const pool = "upstreams:\n  api:\n    targets:\n      - url: http://127.0.0.1:9001\n"
 	runProblemCases(t, []problemCase{
+		{
+			desc: "a merge key that refers to its own mapping",
+			yaml: `upstreams:
+  api: &u
+    <<: *u
+    targets: [{url: "http://127.0.0.1:9001"}]
+routes:
+  - {name: r, match: {path: /}, upstream: api}
+`,
+			want: []string{`test.yaml:3: upstreams.api: a merge key (<<) refers to a mapping that contains it`},
+		},
+		{
+			desc: "merge keys multiplying into a billion values",
+			yaml: `x-0: &a0 {timeout: 1s}
+x-1: &a1 {<<: [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]}
+x-2: &a2 {<<: [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]}
+x-3: &a3 {<<: [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]}
+x-4: &a4 {<<: [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]}
+x-5: &a5 {<<: [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]}
+x-6: &a6 {<<: [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]}
+x-7: &a7 {<<: [*a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6]}
+x-8: &a8 {<<: [*a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7]}
+x-9: &a9 {<<: [*a8, *a8, *a8, *a8, *a8, *a8, *a8, *a8, *a8, *a8]}
+upstreams:
+  api:
+    <<: *a9
+    targets: [{url: "http://127.0.0.1:9001"}]
+routes:
+  - {name: r, match: {path: /}, upstream: api}
+`,
+			want: []string{`test.yaml:12: upstreams.api: the document expands to more than 500000 values; are aliases (*name) multiplying it?`},
+		},
+		{
+			desc: "weights above 256",
+			yaml: `upstreams:
+  api:
+    balancer: hash
+    hash_key: path
+    targets: [{url: "http://127.0.0.1:9001", weight: 257}]
+routes:
+  - {name: r, match: {path: /}, upstream: api}
+`,
+			want: []string{`test.yaml:5: upstreams.api.targets[0].weight: weight must be 1 to 256, got 257`},
+		},
 		{
 			desc: "a trailing --- with nothing after it is not a second document",
 			yaml: pool + "routes:\n  - {name: r, match: {path: /}, upstream: api}\n---\n",

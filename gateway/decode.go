@@ -59,9 +59,9 @@ func decodeConfig(data []byte, cfg *Config, sink *problemSink) bool {
 		}
 		return false
 	}
-	d := nodeDecoder{sink: sink}
+	d := newNodeDecoder(sink)
 	d.value(root, "", reflect.ValueOf(cfg).Elem())
-	return true
+	return !d.state.stopped
 }
 
 // isEmptyDocument reports whether a document holds nothing, as after a trailing "---".
@@ -89,7 +89,46 @@ func yamlSyntaxProblem(file string, err error) Problem {
 }
 
 type nodeDecoder struct {
-	sink *problemSink
+	sink  *problemSink
+	state *decodeState
+}
+
+// decodeState guards the walk against hostile YAML: aliases can point back at their own ancestors
+// (a cycle the walk would follow forever) or fan out exponentially (a "billion laughs" document).
+type decodeState struct {
+	nodes   int                 // values visited, aliases expanded included
+	depth   int                 // current nesting
+	merging map[*yaml.Node]bool // mappings whose merge keys are being expanded
+	stopped bool                // the budget ran out; one problem was reported
+}
+
+const (
+	maxDecodeNodes = 500_000 // a config with 10,000 routes has about 200,000
+	maxDecodeDepth = 64
+)
+
+func newNodeDecoder(sink *problemSink) nodeDecoder {
+	return nodeDecoder{sink: sink, state: &decodeState{merging: map[*yaml.Node]bool{}}}
+}
+
+// enter counts a value against the budget; false means stop descending.
+func (d nodeDecoder) enter(n *yaml.Node, path string) bool {
+	st := d.state
+	if st.stopped {
+		return false
+	}
+	st.nodes++
+	st.depth++
+	switch {
+	case st.nodes > maxDecodeNodes:
+		d.fail(n, path, "the document expands to more than %d values; are aliases (*name) multiplying it?", maxDecodeNodes)
+	case st.depth > maxDecodeDepth:
+		d.fail(n, path, "values are nested more than %d deep; does an alias (*name) refer to a mapping that contains it?", maxDecodeDepth)
+	default:
+		return true
+	}
+	st.stopped = true
+	return false
 }
 
 // fail records a problem with the value n at path, on the line of its key (a block value starts on
@@ -108,6 +147,10 @@ func (d nodeDecoder) failKey(k *yaml.Node, path, format string, args ...any) {
 }
 
 func (d nodeDecoder) value(n *yaml.Node, path string, v reflect.Value) {
+	if !d.enter(n, path) {
+		return
+	}
+	defer func() { d.state.depth-- }()
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -275,13 +318,22 @@ func (d nodeDecoder) pairs(n *yaml.Node, path string) [][3]*yaml.Node {
 			if src.Kind == yaml.AliasNode {
 				src = src.Alias
 			}
-			if src.Kind != yaml.MappingNode {
+			switch {
+			case src.Kind != yaml.MappingNode:
 				d.failKey(k, path, "a merge key (<<) needs a mapping or a list of mappings")
 				continue
+			case d.state.merging[src] || src == n:
+				d.failKey(k, path, "a merge key (<<) refers to a mapping that contains it")
+				continue
+			case !d.enter(src, path):
+				return append(explicit, merged...)
 			}
+			d.state.merging[src] = true
 			for _, kv := range d.pairs(src, path) {
 				merged = append(merged, [3]*yaml.Node{kv[0], kv[1], k})
 			}
+			delete(d.state.merging, src)
+			d.state.depth--
 		}
 	}
 	return append(explicit, merged...)

@@ -842,8 +842,10 @@ func TestEdge_StalledClientCutOffByReadTimeoutWhileOthersAreServed(t *testing.T)
 			if errors.As(err, &ne) && ne.Timeout() {
 				t.Fatalf("stalled connection still open after %v", elapsed)
 			}
-			if elapsed < 250*time.Millisecond || elapsed > 1200*time.Millisecond {
-				t.Errorf("stalled connection closed after %v, want about 300ms", elapsed)
+			// The upper bound is the 2 s read deadline above (a loaded machine may be slow to close);
+			// closing before read_timeout would mean something other than the timeout cut it.
+			if elapsed < 250*time.Millisecond {
+				t.Errorf("stalled connection closed after %v, before the 300ms read_timeout", elapsed)
 			}
 			if len(got) > 0 {
 				resp, body := parseResponse(t, string(got))

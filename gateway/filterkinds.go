@@ -29,7 +29,7 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error)) filt
 	return func(c *compiler, settings *yaml.Node, path string, env filters.Env) filters.Filter {
 		var cfg C
 		before := len(c.sink.list)
-		d := nodeDecoder{sink: c.sink}
+		d := newNodeDecoder(c.sink)
 		if settings.Kind == 0 || isNull(settings) {
 			settings = &yaml.Node{Kind: yaml.MappingNode} // "- json:" with no settings: all defaults
 		}

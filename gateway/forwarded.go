@@ -91,6 +91,12 @@ func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 		// Other spellings of the same claims would let a client speak past the rules above.
 		h.Del("Forwarded")
 		h.Del("X-Real-Ip")
+		// Underscore spellings: CGI-style upstreams (nginx variables, WSGI, PHP) map them to the same
+		// variable names as the dashed headers weir sets.
+		h.Del("X_forwarded_for")
+		h.Del("X_forwarded_proto")
+		h.Del("X_forwarded_host")
+		h.Del("X_real_ip")
 	}
 }
 

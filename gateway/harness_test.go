@@ -109,7 +109,7 @@ func send(t testing.TB, addr string, req *fasthttp.Request) *fasthttp.Response {
 	t.Helper()
 	resp := fasthttp.AcquireResponse()
 	t.Cleanup(func() { fasthttp.ReleaseResponse(resp) })
-	c := &fasthttp.HostClient{Addr: addr, NoDefaultUserAgentHeader: true, DisablePathNormalizing: true}
+	c := &fasthttp.HostClient{Addr: addr, NoDefaultUserAgentHeader: true, DisablePathNormalizing: true, ReadBufferSize: 64 << 10}
 	if err := c.DoTimeout(req, resp, 10*time.Second); err != nil {
 		t.Fatalf("request to gateway failed: %v", err)
 	}

@@ -37,17 +37,46 @@ func checkRequest(ctx *fasthttp.RequestCtx) (int, string) {
 		return fasthttp.StatusBadRequest, "request target must be a path"
 	}
 	raw := req.URI().PathOriginal()
-	// Encoded slash, backslash and NUL change where segment boundaries are depending on who decodes
-	// them; no single normalized form is safe to route on, so refuse them outright.
-	if containsFold(raw, "%2f") || containsFold(raw, "%5c") || containsFold(raw, "%00") || bytes.IndexByte(raw, '\\') >= 0 {
-		return fasthttp.StatusBadRequest, "path contains an encoded slash, backslash or NUL"
+	// Each of these means something different to different decoders, so no single normalized form is
+	// safe to route on: an encoded slash, backslash or NUL moves segment boundaries; an encoded percent
+	// is decoded again by some upstreams (%252e%252e becomes ..); an encoded semicolon hides a path
+	// parameter. Refuse them outright, as Traefik's encodedcharacters middleware does.
+	for _, enc := range [...]string{"%2f", "%5c", "%00", "%25", "%3b"} {
+		if containsFold(raw, enc) {
+			return fasthttp.StatusBadRequest, "path contains an encoded slash, backslash, NUL, percent or semicolon"
+		}
 	}
-	for _, c := range ctx.Path() {
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		return fasthttp.StatusBadRequest, "path contains a backslash"
+	}
+	path := ctx.Path()
+	for _, c := range path {
 		if c < 0x20 || c == 0x7f {
 			return fasthttp.StatusBadRequest, "path contains a control character"
 		}
 	}
+	if hasDotParamSegment(path) {
+		return fasthttp.StatusBadRequest, "path has a dot segment with parameters"
+	}
 	return 0, ""
+}
+
+// hasDotParamSegment finds segments like "..;x" or ".;x": fasthttp keeps them, but Java servlet
+// containers read them as ".." and "." (the "..;" bypass), so /public/..;/admin would be routed as
+// /public and served as /admin.
+func hasDotParamSegment(path []byte) bool {
+	for len(path) > 0 {
+		var seg []byte
+		if i := bytes.IndexByte(path[1:], '/'); i >= 0 {
+			seg, path = path[1:i+1], path[i+1:]
+		} else {
+			seg, path = path[1:], nil
+		}
+		if dot, _, ok := bytes.Cut(seg, []byte(";")); ok && (string(dot) == "." || string(dot) == "..") {
+			return true
+		}
+	}
+	return false
 }
 
 func hasPrefixFold(b []byte, prefix string) bool {

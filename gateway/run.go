@@ -36,7 +36,7 @@ func Run(ctx context.Context, snap *Snapshot, log zerolog.Logger, accessOut io.W
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			log.Warn().Msg("shutdown timeout reached with requests still running; exiting anyway")
+			log.Warn().Msg("shutdown_timeout reached with connections still open; exiting anyway")
 			return nil
 		}
 		return fmt.Errorf("shutdown: %w", err)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime/debug"
@@ -14,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/upstream"
 )
 
 // Server is the public listener: one fasthttp handler for every request, serving from the current
@@ -44,6 +46,9 @@ func NewServer(snap *Snapshot, log zerolog.Logger, accessOut io.Writer) *Server 
 		// fasthttp reads the request line and headers into this buffer, so its size is the header cap.
 		ReadBufferSize:     int(sc.MaxHeaderBytes),
 		MaxRequestBodySize: int(sc.MaxBodyBytes),
+		// Relay multipart bodies byte for byte; parsing them would make fasthttp rebuild them (parts
+		// reordered, part headers lost) and reject malformed ones the upstream may accept.
+		DisablePreParseMultipartForm: true,
 		// A proxy adds nothing the upstream did not send.
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
@@ -75,6 +80,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	x := filters.AcquireExchange(ctx)
 	defer s.finish(ctx, x)
 
+	// First, before weir adds headers of its own: a client must not be able to name them in Connection.
+	upstream.StripHopRequest(&ctx.Request.Header)
 	requestID(ctx, x)
 	status, reason := checkRequest(ctx)
 	// Before the status check: the access log wants the client address of rejected requests too.
@@ -102,7 +109,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // request would kill the process), then completes the exchange.
 func (s *Server) finish(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	if p := recover(); p != nil {
-		s.log.Error().Bytes("request_id", x.RequestID).Str("route", x.Route).Interface("panic", p).
+		s.log.Error().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("panic", fmt.Sprint(p)).
 			Bytes("stack", debug.Stack()).Msg("panic while serving a request")
 		ctx.Response.Reset()
 		x.Reject(fasthttp.StatusInternalServerError, "internal error")

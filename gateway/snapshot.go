@@ -128,13 +128,29 @@ func (s *Snapshot) match(ctx *fasthttp.RequestCtx, host, path []byte) (*Route, s
 	for _, t := range tables {
 		// The router gets no ctx: with one it would store path parameters as boxed user values,
 		// allocating on every request, and the gateway does not use them.
-		if h, _ := t.router.Lookup(method, p, nil); h != nil {
+		h, _ := t.router.Lookup(method, p, nil)
+		if h == nil && !isKnownMethod(method) {
+			// fasthttp/router's Lookup gives up on a method it has no tree slot for (QUERY, PURGE,
+			// PROPFIND...) before trying the any-method routes.
+			h, _ = t.router.Lookup(router.MethodWild, p, nil)
+		}
+		if h != nil {
 			h(ctx)
 			r, _ := ctx.UserValue(matchedRouteKey{}).(*Route)
 			return r, ""
 		}
 	}
 	return nil, allowed(tables, p)
+}
+
+// isKnownMethod reports whether fasthttp/router keeps a tree for method.
+func isKnownMethod(m string) bool {
+	switch m {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodPatch,
+		fasthttp.MethodDelete, fasthttp.MethodConnect, fasthttp.MethodOptions, fasthttp.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // allowed lists the methods any of tables would accept for path, for a 405's Allow header; "" if none.

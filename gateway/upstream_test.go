@@ -320,3 +320,39 @@ func TestUpstream_ConcurrentRequestsAllSucceed(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestBalancer_LeastRequestSteersConcurrentLoadAwayFromASlowTarget(t *testing.T) {
+	slow := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(20 * time.Millisecond)
+		ctx.WriteString("slow")
+	})
+	fast := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.WriteString("fast") })
+	gw, _ := startGateway(t, oneRouteConfig("    balancer: least_request\n", slow, fast))
+
+	var mu sync.Mutex
+	counts := map[string]int{}
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &fasthttp.HostClient{Addr: gw}
+			for i := 0; i < 40; i++ {
+				_, body, err := c.Get(nil, "http://"+gw+"/x")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				counts[string(body)]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// With 8 requests in flight, the slow target holds most of them at any moment, so the power of two
+	// choices sends nearly everything to the fast one. round_robin or random would split 50/50.
+	if share := float64(counts["fast"]) / 320; share < 0.75 {
+		t.Fatalf("fast target got %.2f of the load (%v), want at least 0.75", share, counts)
+	}
+}

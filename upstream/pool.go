@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"errors"
+	"io"
 	"net"
 	"time"
 
@@ -57,14 +59,23 @@ func newHostClient(spec TargetSpec, s Settings) *fasthttp.HostClient {
 		MaxConnWaitTimeout:  s.ConnWaitTimeout,
 		MaxIdleConnDuration: s.IdleConnTimeout,
 		MaxResponseBodySize: s.MaxResponseBytes,
-		// One transparent retry, only for idempotent requests and only when fasthttp judges the failure a
-		// connection-level one (typically a pooled connection the target closed while idle).
+		// One transparent retry, only for an idempotent request on a pooled connection the target had
+		// closed while idle (nothing of the response was read). Retrying other failures could send a
+		// request twice to a target that did act on it.
 		MaxIdemponentCallAttempts: 2,
-		NoDefaultUserAgentHeader:  true,
-		SecureErrorLogMessage:     true,
+		RetryIfErr:                retryStaleConnection,
+		// The response line and headers must fit this buffer; a larger head is a 502.
+		ReadBufferSize:           s.MaxResponseHeaderBytes,
+		NoDefaultUserAgentHeader: true,
+		SecureErrorLogMessage:    true,
 		// The gateway routes on the normalized path and forwards exactly that path; see gateway/hygiene.go.
 		DisablePathNormalizing: false,
 	}
+}
+
+func retryStaleConnection(req *fasthttp.Request, _ int, err error) (resetTimeout, retry bool) {
+	idempotent := req.Header.IsGet() || req.Header.IsHead() || req.Header.IsPut()
+	return false, idempotent && (errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF))
 }
 
 // dialerWithTimeout caps each dial at connect, however much of the attempt's timeout is left.
@@ -92,11 +103,11 @@ func (p *Pool) Pick(req *fasthttp.Request, clientIP []byte) *Target {
 }
 
 // Forward sends req to t and reads the answer into resp, both the server's own objects so nothing is
-// copied. The caller has already set forwarding headers; Forward makes the message fit for the hop:
-// it strips hop-by-hop headers both ways, speaks HTTP/1.1 upstream whatever the client spoke, and keeps
-// fasthttp from adding headers the client did not send. On error resp is reset and the caller answers.
+// copied. The caller has already stripped the request's hop-by-hop headers (StripHopRequest, before
+// adding forwarding headers of its own); Forward makes the message fit for the hop: it speaks HTTP/1.1
+// upstream whatever the client spoke, keeps fasthttp from adding headers the client did not send, and
+// strips the response's hop-by-hop headers. On error resp is reset and the caller answers.
 func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target) error {
-	StripHopRequest(&req.Header)
 	// This server already answered any 100-continue and read the body.
 	req.Header.Del(fasthttp.HeaderExpect)
 	// Whether the client connection closes was decided before the handler ran; the upstream

@@ -26,6 +26,8 @@ type Settings struct {
 	ConnWaitTimeout  time.Duration // wait for a free connection before failing with ErrNoFreeConns
 	IdleConnTimeout  time.Duration // idle pooled connections are closed after this
 	MaxResponseBytes int           // buffered response body cap
+	// MaxResponseHeaderBytes caps the response line plus headers (fasthttp's read buffer).
+	MaxResponseHeaderBytes int
 }
 
 // TargetSpec is one parsed target URL.

@@ -70,13 +70,14 @@ func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		entered <- struct{}{}
-		time.Sleep(500 * time.Millisecond)
+		<-release // held until the gateway has stopped accepting
 		ctx.WriteString("drained")
 	}}
 	go func() { _ = backend.Serve(ln) }()
@@ -115,6 +116,17 @@ func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", gw, 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("weir still accepts connections after SIGTERM")
+		}
+	}
+	close(release)
 	if got := <-result; got != "200 drained <nil>" {
 		t.Errorf("in-flight request during SIGTERM: %s, want 200 drained", got)
 	}
