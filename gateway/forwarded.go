@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/upstream"
 )
 
 const (
@@ -40,12 +41,25 @@ func (s *Snapshot) isTrusted(a netip.Addr) bool {
 	return false
 }
 
-// setForwarded writes X-Forwarded-For, -Proto and -Host and resolves the client address into x.
+// replacedUntrusted are the headers weir writes itself for a peer it does not trust; any the client
+// sent are dropped. The underscore spellings matter to CGI-style upstreams (nginx variables, WSGI, PHP),
+// which map them to the same variable names as the dashed ones.
+var replacedUntrusted = []string{headerXFF, headerXFProto, headerXFHost, headerRequestID, "Forwarded", "X-Real-Ip",
+	"X_forwarded_for", "X_forwarded_proto", "X_forwarded_host", "X_real_ip"}
+
+// replacedTrusted: a trusted proxy's X-Forwarded-Proto and -Host stay; X-Forwarded-For is rewritten
+// with the peer appended.
+var replacedTrusted = []string{headerXFF, headerRequestID}
+
+// forwardHeaders prepares the request's headers for the upstream, in one pass that keeps the order of
+// the lines it leaves: it strips hop-by-hop headers and the headers weir replaces, then writes
+// X-Forwarded-For, -Proto, -Host and X-Request-Id. It also resolves the client address into x.
 //
-// A trusted proxy's X-Forwarded-* are believed: XFF gets the peer appended, Proto and Host are kept if
-// present, and the client is the right-most XFF address that is not itself a trusted proxy. Anyone
-// else's are replaced, so a client cannot forge where it came from.
-func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
+// Stripping comes before weir's own headers, so a client cannot name them in Connection to have them
+// removed. A trusted proxy's X-Forwarded-* are believed: XFF gets the peer appended, Proto and Host are
+// kept if present, and the client is the right-most XFF address that is not itself a trusted proxy.
+// Anyone else's are replaced, so a client cannot forge where it came from.
+func (s *Snapshot) forwardHeaders(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	h := &ctx.Request.Header
 	peer := peerAddr(ctx)
 	var peerBuf [64]byte
@@ -54,50 +68,33 @@ func (s *Snapshot) setForwarded(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	x.ClientIP = append(x.IPBuf(), peerText...)
 
 	trusted := s.isTrusted(peer)
-	// A client may send several X-Forwarded-For lines; they form one list (RFC 9110 §5.3).
+	// A client may send several X-Forwarded-For lines; they form one list (RFC 9110 §5.3). They are
+	// read before the strip below removes them.
 	var buf [512]byte
-	prior := buf[:0]
+	xff := buf[:0]
+	replaced := replacedUntrusted
 	if trusted {
+		replaced = replacedTrusted
 		lines := h.PeekAll(headerXFF)
 		x.Client, x.ClientIP = s.clientFromXFF(peer, x.ClientIP, lines)
-		for i, line := range lines {
-			if i > 0 {
-				prior = append(prior, ", "...)
-			}
-			prior = append(prior, line...)
+		for _, line := range lines {
+			xff = append(append(xff, line...), ", "...)
 		}
 	}
-	h.Del(headerXFF)
-	if len(prior) > 0 {
-		h.SetBytesV(headerXFF, append(append(prior, ", "...), peerText...))
-	} else {
-		h.SetBytesV(headerXFF, peerText)
-	}
-	if !trusted || len(h.Peek(headerXFProto)) == 0 {
-		h.Del(headerXFProto)
+	upstream.StripHopRequest(h, replaced)
+
+	h.SetBytesV(headerXFF, append(xff, peerText...))
+	if len(h.Peek(headerXFProto)) == 0 {
 		if ctx.IsTLS() {
 			h.Set(headerXFProto, "https")
 		} else {
 			h.Set(headerXFProto, "http")
 		}
 	}
-	if !trusted || len(h.Peek(headerXFHost)) == 0 {
-		h.Del(headerXFHost)
-		if host := h.Host(); len(host) > 0 {
-			h.SetBytesV(headerXFHost, host)
-		}
+	if host := h.Host(); len(host) > 0 && len(h.Peek(headerXFHost)) == 0 {
+		h.SetBytesV(headerXFHost, host)
 	}
-	if !trusted {
-		// Other spellings of the same claims would let a client speak past the rules above.
-		h.Del("Forwarded")
-		h.Del("X-Real-Ip")
-		// Underscore spellings: CGI-style upstreams (nginx variables, WSGI, PHP) map them to the same
-		// variable names as the dashed headers weir sets.
-		h.Del("X_forwarded_for")
-		h.Del("X_forwarded_proto")
-		h.Del("X_forwarded_host")
-		h.Del("X_real_ip")
-	}
+	h.SetBytesV(headerRequestID, x.RequestID)
 }
 
 // clientFromXFF picks the right-most address in a trusted proxy's X-Forwarded-For lines that is not
@@ -128,23 +125,30 @@ func (s *Snapshot) clientFromXFF(peer netip.Addr, peerText []byte, lines [][]byt
 }
 
 // requestID keeps a client's X-Request-ID when it is sane (1–128 characters of [A-Za-z0-9._:+/=-]),
-// else generates 128 random bits in hex. The value is written into x and onto the request.
+// else generates 128 random bits in hex, into x. forwardHeaders sends it upstream.
 func requestID(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	if v := ctx.Request.Header.Peek(headerRequestID); saneRequestID(v) {
 		x.RequestID = append(x.IDBuf(), v...)
-	} else {
-		var raw [16]byte
-		for i := 0; i < len(raw); i += 8 {
-			r := rand.Uint64()
-			for j := 0; j < 8; j++ {
-				raw[i+j] = byte(r >> (8 * j))
-			}
-		}
-		x.RequestID = hex.AppendEncode(x.IDBuf(), raw[:])
+		return
 	}
-	// Del first: Set replaces only the first of several lines.
-	ctx.Request.Header.Del(headerRequestID)
-	ctx.Request.Header.SetBytesV(headerRequestID, x.RequestID)
+	var raw [16]byte
+	for i := 0; i < len(raw); i += 8 {
+		r := rand.Uint64()
+		for j := 0; j < 8; j++ {
+			raw[i+j] = byte(r >> (8 * j))
+		}
+	}
+	x.RequestID = hex.AppendEncode(x.IDBuf(), raw[:])
+}
+
+// setOnly makes value the only line of a response header. Set alone replaces just the first line;
+// Del alone reorders other repeated headers (see upstream/hop.go), so Del is used only when the header
+// is there more than once.
+func setOnly(h *fasthttp.ResponseHeader, key string, value []byte) {
+	if len(h.PeekAll(key)) > 1 {
+		h.Del(key)
+	}
+	h.SetBytesV(key, value)
 }
 
 func saneRequestID(v []byte) bool {

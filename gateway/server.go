@@ -15,7 +15,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/filters"
-	"github.com/weir-gateway/weir/upstream"
 )
 
 // Server is the public listener: one fasthttp handler for every request, serving from the current
@@ -80,12 +79,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	x := filters.AcquireExchange(ctx)
 	defer s.finish(ctx, x)
 
-	// First, before weir adds headers of its own: a client must not be able to name them in Connection.
-	upstream.StripHopRequest(&ctx.Request.Header)
 	requestID(ctx, x)
 	status, reason := checkRequest(ctx)
 	// Before the status check: the access log wants the client address of rejected requests too.
-	snap.setForwarded(ctx, x)
+	snap.forwardHeaders(ctx, x)
 	if status != 0 {
 		x.Reject(status, reason)
 		return
@@ -123,8 +120,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	if x.Status != 0 {
 		writeError(&ctx.Response, x.Status, x.Reason, x.RequestID)
 	}
-	ctx.Response.Header.Del(headerRequestID)
-	ctx.Response.Header.SetBytesV(headerRequestID, x.RequestID)
+	setOnly(&ctx.Response.Header, headerRequestID, x.RequestID)
 	s.access.Log().
 		Bytes("request_id", x.RequestID).
 		Bytes("client_ip", x.ClientIP).

@@ -19,68 +19,221 @@ var hopHeaders = [...]string{
 	fasthttp.HeaderUpgrade,
 }
 
-// StripHopRequest removes hop-by-hop headers from a request as received, including every header named
-// by any Connection line. The gateway calls it before adding headers of its own, so that a client
-// cannot name X-Forwarded-For or X-Request-Id in Connection to have them removed after weir set them.
+// Removing header lines without reordering the rest.
 //
-// The Connection lines are read from the raw header block: fasthttp's Peek returns only the first
-// line (or just "close"), and iterating with All() re-serializes the Cookie header. It does not
-// allocate.
-func StripHopRequest(h *fasthttp.RequestHeader) {
-	raw := h.RawHeaders()
-	for len(raw) > 0 {
-		var line []byte
-		line, raw = nextLine(raw)
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || !bytes.EqualFold(bytes.TrimSpace(name), []byte(fasthttp.HeaderConnection)) {
-			continue
-		}
-		// obs-fold: continuation lines belong to this header.
-		for len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t') {
-			var more []byte
-			more, raw = nextLine(raw)
-			deleteNamedRequest(h, more)
-		}
-		deleteNamedRequest(h, value)
-	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+// fasthttp's Del fills the gap with the last header line. When that line's name repeats, the repeats
+// change order (Via: 1, Via: 2 goes out as Via: 2, Via: 1), and RFC 9110 §5.3 makes that order
+// significant: Link, Via, WWW-Authenticate... So when lines must go, every line from the first removed
+// one onward is deleted and the lines that stay are added back in the order they came: one pass, and
+// none at all for the many messages that carry nothing to remove. Headers fasthttp keeps outside its
+// line list (Host, Content-Type, User-Agent, Content-Length, Cookie, Server, Set-Cookie, Trailer) are
+// never touched: their place on the wire is fasthttp's, and re-adding Cookie would re-serialize it.
+
+const (
+	maxLines = 128 // a message with more lines is stripped with plain Del, order not kept
+	maxNamed = 32  // likewise for more names listed in Connection
+)
+
+type headerLine struct{ name, value []byte }
+
+// stripPlan is the set of lines of one header block and which of them go.
+type stripPlan struct {
+	lines  [maxLines]headerLine
+	n      int
+	named  [maxNamed][]byte // names listed in Connection lines
+	nNamed int
+	extra  []string // names the caller replaces with its own
+	expect bool     // drop Expect too (requests: the server answered it)
+	exceed bool     // too many lines or names, or a folded line: fall back to Del
+	first  int      // index of the first line that goes; n when none does
 }
 
-// deleteNamedRequest deletes the headers a Connection value lists. Host and Content-Length are
-// refused: one decides routing, the other framing, and neither is the client's to drop per hop.
-func deleteNamedRequest(h *fasthttp.RequestHeader, list []byte) {
+func (p *stripPlan) add(name, value []byte) {
+	if p.n == maxLines {
+		p.exceed = true
+		return
+	}
+	p.lines[p.n] = headerLine{name, value}
+	p.n++
+}
+
+// collectNamed records the names a Connection value lists. Host and Content-Length are refused: one
+// decides routing, the other framing, and neither is the peer's to drop per hop.
+func (p *stripPlan) collectNamed(list []byte) {
 	for len(list) > 0 {
 		var name []byte
 		name, list = nextToken(list)
-		if len(name) > 0 && !bytes.EqualFold(name, []byte(fasthttp.HeaderHost)) &&
-			!bytes.EqualFold(name, []byte(fasthttp.HeaderContentLength)) {
-			h.DelBytes(name)
+		switch {
+		case len(name) == 0, bytes.EqualFold(name, []byte(fasthttp.HeaderHost)),
+			bytes.EqualFold(name, []byte(fasthttp.HeaderContentLength)):
+		case p.nNamed == maxNamed:
+			p.exceed = true
+		default:
+			p.named[p.nNamed] = name
+			p.nNamed++
 		}
 	}
 }
 
-// StripHopResponse removes hop-by-hop headers from an upstream response, including every header named
-// by any Connection line. (A response from fasthttp's client has no raw header block; All() leaves
-// Set-Cookie as received.) It is written apart from StripHopRequest rather than generically: passing
-// Peek/Del as func values or through an interface moves the scratch buffer to the heap.
-func StripHopResponse(h *fasthttp.ResponseHeader) {
-	var buf [512]byte
-	names := buf[:0] // a longer list is abuse; append then moves it to the heap, and it still works
-	for k, v := range h.All() {
-		if string(k) == fasthttp.HeaderConnection {
-			names = append(append(names, v...), ',')
-		}
-	}
-	for len(names) > 0 {
-		var name []byte
-		if name, names = nextToken(names); len(name) > 0 && !bytes.EqualFold(name, []byte(fasthttp.HeaderContentLength)) {
-			h.DelBytes(name)
-		}
-	}
+func (p *stripPlan) drops(name []byte) bool {
 	for _, k := range hopHeaders {
-		h.Del(k)
+		if bytes.EqualFold(name, []byte(k)) {
+			return true
+		}
+	}
+	for _, k := range p.extra {
+		if bytes.EqualFold(name, []byte(k)) {
+			return true
+		}
+	}
+	if p.expect && bytes.EqualFold(name, []byte(fasthttp.HeaderExpect)) {
+		return true
+	}
+	for _, k := range p.named[:p.nNamed] {
+		if bytes.EqualFold(name, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// findFirst sets p.first.
+func (p *stripPlan) findFirst() {
+	p.first = p.n
+	for i := 0; i < p.n; i++ {
+		if p.drops(p.lines[i].name) {
+			p.first = i
+			return
+		}
+	}
+}
+
+// moved reports whether line i is deleted and (unless it drops) re-added: its name occurs at or after
+// the first line that goes.
+func (p *stripPlan) moved(i int) bool {
+	name := p.lines[i].name
+	for j := p.first; j < p.n; j++ {
+		if bytes.EqualFold(name, p.lines[j].name) {
+			return true
+		}
+	}
+	return false
+}
+
+func keptOutsideLines(name []byte) bool {
+	for _, k := range [...]string{fasthttp.HeaderHost, fasthttp.HeaderContentType, fasthttp.HeaderUserAgent,
+		fasthttp.HeaderContentLength, fasthttp.HeaderCookie, fasthttp.HeaderTrailer, fasthttp.HeaderServer,
+		fasthttp.HeaderSetCookie, fasthttp.HeaderContentEncoding} {
+		if bytes.EqualFold(name, []byte(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// StripHopRequest removes from a request as received its hop-by-hop headers, every header any
+// Connection line names, Expect (weir answered it already), and replaced: names the caller is about
+// to set itself. The gateway calls it before adding headers of its own, so a client cannot name
+// X-Forwarded-For or X-Request-Id in Connection to have them removed after weir set them. The lines
+// that stay keep their order. It reads the raw header block: fasthttp's Peek returns only the first
+// Connection line (or just "close"), and iterating with All() would re-serialize Cookie. It does not
+// allocate.
+func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
+	var p stripPlan
+	p.extra, p.expect = replaced, true
+	for raw := h.RawHeaders(); len(raw) > 0; {
+		var line []byte
+		line, raw = nextLine(raw)
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			p.exceed = true // obs-fold: fasthttp unfolded the value; the raw line cannot be re-added
+			continue
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name, value = bytes.TrimSpace(name), bytes.TrimSpace(value)
+		if bytes.EqualFold(name, []byte(fasthttp.HeaderConnection)) {
+			p.collectNamed(value)
+		}
+		if !keptOutsideLines(name) || p.drops(name) {
+			p.add(name, value)
+		}
+	}
+	p.findFirst()
+	switch {
+	case p.first == p.n && !p.exceed:
+		return
+	case p.exceed:
+		for i := 0; i < p.n; i++ {
+			if p.drops(p.lines[i].name) {
+				h.DelBytes(p.lines[i].name)
+			}
+		}
+		for _, k := range hopHeaders {
+			h.Del(k)
+		}
+		return
+	}
+	for i := p.first; i < p.n; i++ {
+		h.DelBytes(p.lines[i].name)
+	}
+	for i := 0; i < p.n; i++ {
+		// Raw lines are a copy fasthttp set aside while parsing: Del and Add do not touch them.
+		if !p.drops(p.lines[i].name) && p.moved(i) && !keptOutsideLines(p.lines[i].name) {
+			h.AddBytesKV(p.lines[i].name, p.lines[i].value)
+		}
+	}
+}
+
+// StripHopResponse removes an upstream response's hop-by-hop headers, including every header any
+// Connection line names, keeping the order of the lines that stay. A response from fasthttp's client
+// has no raw header block, so its lines are read with All(), which leaves Set-Cookie as received, and
+// the lines to re-add are copied first (Del and Add reuse the buffers All() points into). It is
+// written apart from StripHopRequest rather than generically: passing Peek/Del as func values or
+// through an interface moves the scratch buffers to the heap.
+func StripHopResponse(h *fasthttp.ResponseHeader) {
+	var p stripPlan
+	for name, value := range h.All() {
+		if bytes.EqualFold(name, []byte(fasthttp.HeaderConnection)) {
+			p.collectNamed(value)
+		}
+		if !keptOutsideLines(name) {
+			p.add(name, value)
+		}
+	}
+	p.findFirst()
+	switch {
+	case p.first == p.n && !p.exceed:
+		return
+	case p.exceed:
+		for i := 0; i < p.nNamed; i++ {
+			h.DelBytes(p.named[i])
+		}
+		for _, k := range hopHeaders {
+			h.Del(k)
+		}
+		return
+	}
+	var buf [4096]byte
+	saved := buf[:0] // a larger block moves to the heap, which is rare and still correct
+	var kept [maxLines][2]int
+	nKept := 0
+	for i := 0; i < p.n; i++ {
+		if p.drops(p.lines[i].name) || !p.moved(i) {
+			continue
+		}
+		start := len(saved)
+		saved = append(append(append(saved, p.lines[i].name...), ':'), p.lines[i].value...)
+		kept[nKept] = [2]int{start, len(saved)}
+		nKept++
+	}
+	for i := p.first; i < p.n; i++ {
+		h.DelBytes(p.lines[i].name)
+	}
+	for _, k := range kept[:nKept] {
+		name, value, _ := bytes.Cut(saved[k[0]:k[1]], []byte(":"))
+		h.AddBytesKV(name, value)
 	}
 }
 

@@ -108,8 +108,6 @@ func (p *Pool) Pick(req *fasthttp.Request, clientIP []byte) *Target {
 // upstream whatever the client spoke, keeps fasthttp from adding headers the client did not send, and
 // strips the response's hop-by-hop headers. On error resp is reset and the caller answers.
 func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target) error {
-	// This server already answered any 100-continue and read the body.
-	req.Header.Del(fasthttp.HeaderExpect)
 	// Whether the client connection closes was decided before the handler ran; the upstream
 	// connection's fate is separate, so a client's "Connection: close" must not travel.
 	req.Header.ResetConnectionClose()
