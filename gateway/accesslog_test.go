@@ -1,33 +1,13 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 )
-
-// lockedBuffer is an access log sink the test can read while the server writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
-}
 
 func TestAccessLog_OneJSONLinePerRequestWithItsFields(t *testing.T) {
 	backend := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.WriteString("12345") })

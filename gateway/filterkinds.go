@@ -20,6 +20,7 @@ type filterKind func(c *compiler, settings *yaml.Node, path string, env filters.
 var filterKinds = map[string]filterKind{
 	"rate_limit":      kindOf(filters.NewRateLimit),
 	"circuit_breaker": kindOf(filters.NewCircuitBreaker),
+	"rewrite":         kindOf(filters.NewRewrite),
 }
 
 // kindOf adapts a constructor taking a settings struct C: the settings node is decoded strictly into C

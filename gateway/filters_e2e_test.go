@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 	"sync"
@@ -46,24 +45,6 @@ routes:
 %s`, target, filterYAML)
 }
 
-// safeBuffer collects the gateway's event log.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func startGatewayWith(t *testing.T, config string, opts Options) string {
 	t.Helper()
 	snap, err := CompileWith("test.yaml", []byte(config), opts)
@@ -89,7 +70,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // and wait for it instead of moving a fake clock.
 func TestCircuitBreaker_TripsOnConsecutiveFailuresThenProbesAndCloses(t *testing.T) {
 	b := startSwitchableBackend(t, 500)
-	var events safeBuffer
+	var events lockedBuffer
 	gw := startGatewayWith(t, filterConfig(b.addr, `      - circuit_breaker: {consecutive_failures: 3, open_timeout: 200ms, half_open_requests: 2}
 `), Options{Log: zerolog.New(&events)})
 

@@ -115,7 +115,7 @@ func parseSegment(p, seg string, last bool) (segment, error) {
 		name, s.kind = strings.TrimSuffix(name, "?"), optional
 	}
 	s.name = name
-	if !validName(name) {
+	if !ValidName(name) {
 		return segment{}, fmt.Errorf("path pattern %q: parameter name %q must be letters, digits and _, not starting with a digit", p, name)
 	}
 	whole := s.prefix == "" && s.suffix == ""
@@ -160,7 +160,8 @@ func closingBrace(s string, open int) int {
 	return -1
 }
 
-func validName(s string) bool {
+// ValidName reports whether s can name a parameter: letters, digits and _, not starting with a digit.
+func ValidName(s string) bool {
 	if s == "" || s[0] >= '0' && s[0] <= '9' {
 		return false
 	}
