@@ -32,7 +32,7 @@ func TestAllocs_ProxiedGETAllocatesNothing(t *testing.T) {
 	}{
 		{"no filters, access log off", false, ""},
 		{"no filters, access log on", true, ""},
-		{"rate_limit + circuit_breaker, access log on", true, benchChain},
+		{"rate_limit + circuit_breaker + header rewrite, access log on", true, benchChain},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			r := newProxyRigWith(t, "/static", tc.accessLog, tc.chain)

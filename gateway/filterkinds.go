@@ -21,6 +21,7 @@ var filterKinds = map[string]filterKind{
 	"rate_limit":      kindOf(filters.NewRateLimit),
 	"circuit_breaker": kindOf(filters.NewCircuitBreaker),
 	"rewrite":         kindOf(filters.NewRewrite),
+	"json":            kindOf(filters.NewJSON),
 }
 
 // kindOf adapts a constructor taking a settings struct C: the settings node is decoded strictly into C

@@ -21,12 +21,14 @@ func newProxyRig(tb testing.TB, path string) *proxyRig {
 	return newProxyRigWith(tb, path, false, "")
 }
 
-// benchChain is the default chain: a limiter that never rejects and a breaker.
+// benchChain is the default chain bench/ measures: a limiter that never rejects, a breaker, and a
+// static header rewrite.
 const benchChain = `
 defaults:
   filters:
     - rate_limit: {rate: 1000000000, per: 1s, key: client_ip}
     - circuit_breaker: {consecutive_failures: 5, open_timeout: 30s}
+    - rewrite: {request_headers: {set: {X-Gateway: weir}, remove: [X-Debug]}, response_headers: {set: {X-Served-By: weir}}}
 `
 
 // newProxyRigWith is newProxyRig with the access log on (written to io.Discard) when accessLog is
