@@ -52,6 +52,10 @@ type Exchange struct {
 	ClientIP []byte
 	// RequestID is the value sent upstream and returned in X-Request-ID.
 	RequestID []byte
+	// Host and Path are the request's host and (normalized) path as the client sent them, kept for the
+	// access log: a rewrite changes the ones in Ctx.
+	Host []byte
+	Path []byte
 
 	// Status and Reason are set by Reject; a non-zero Status means the gateway answers, not the
 	// upstream, and the response phase of earlier steps sees an empty response.
@@ -60,8 +64,10 @@ type Exchange struct {
 	// Failed means the upstream produced no usable response (unreachable, timed out, malformed).
 	Failed bool
 
-	ipBuf [64]byte
-	idBuf [128]byte
+	ipBuf   [64]byte
+	idBuf   [128]byte
+	hostBuf [128]byte
+	pathBuf [256]byte // a longer path moves to the heap
 }
 
 // Reject makes the gateway answer with status and a short reason (a constant phrase: it is written
@@ -75,10 +81,12 @@ func (x *Exchange) Reject(status int, reason string) {
 // and got a usable answer, and no step rejected it.
 func (x *Exchange) Answered() bool { return x.Status == 0 }
 
-// IPBuf and IDBuf are scratch space for ClientIP and RequestID, owned by the Exchange so that filling
-// them does not allocate.
-func (x *Exchange) IPBuf() []byte { return x.ipBuf[:0] }
-func (x *Exchange) IDBuf() []byte { return x.idBuf[:0] }
+// IPBuf, IDBuf, HostBuf and PathBuf are scratch space for ClientIP, RequestID, Host and Path, owned
+// by the Exchange so that filling them does not allocate.
+func (x *Exchange) IPBuf() []byte   { return x.ipBuf[:0] }
+func (x *Exchange) IDBuf() []byte   { return x.idBuf[:0] }
+func (x *Exchange) HostBuf() []byte { return x.hostBuf[:0] }
+func (x *Exchange) PathBuf() []byte { return x.pathBuf[:0] }
 
 var exchanges = sync.Pool{New: func() any { return new(Exchange) }}
 

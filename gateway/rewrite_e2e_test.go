@@ -239,9 +239,9 @@ func TestRewriteE2E_HEADRewrittenToGETStillGetsABodilessAnswer(t *testing.T) {
 	}
 }
 
-func TestRewriteE2E_AccessLogShowsTheClientsMethod(t *testing.T) {
+func TestRewriteE2E_AccessLogShowsTheClientsMethodPathAndHost(t *testing.T) {
 	backend := startRWBackend(t)
-	snap, err := Compile("test.yaml", []byte("log: {access: true}\n"+rwConfig(backend.addr, "/{rest:*}", "{method: POST}")))
+	snap, err := Compile("test.yaml", []byte("log: {access: true}\n"+rwConfig(backend.addr, "/{rest:*}", "{method: POST, add_prefix: /v2, host: internal.example}")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,8 +252,10 @@ func TestRewriteE2E_AccessLogShowsTheClientsMethod(t *testing.T) {
 		t.Fatalf("backend got %s", got)
 	}
 	line := access.String()
-	if !strings.Contains(line, `"method":"GET"`) {
-		t.Fatalf("access log: %s", line)
+	for _, want := range []string{`"method":"GET"`, `"path":"/x"`, `"host":"` + gw + `"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access log lacks %s (the client's request, not the rewritten one): %s", want, line)
+		}
 	}
 }
 

@@ -83,6 +83,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	status, reason := checkRequest(ctx)
 	// Before the status check: the access log wants the client address of rejected requests too.
 	snap.forwardHeaders(ctx, x)
+	recordTarget(ctx, x)
 	if status != 0 {
 		x.Reject(status, reason)
 		return
@@ -125,8 +126,8 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 		Bytes("request_id", x.RequestID).
 		Bytes("client_ip", x.ClientIP).
 		Bytes("method", ctx.Method()).
-		Bytes("host", ctx.Request.Header.Host()).
-		Bytes("path", ctx.Path()).
+		Bytes("host", x.Host).
+		Bytes("path", x.Path).
 		Int("status", ctx.Response.StatusCode()).
 		Int("bytes", len(ctx.Response.Body())).
 		Int64("duration_us", time.Since(ctx.Time()).Microseconds()).
@@ -154,8 +155,16 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	x.Client = peerAddr(ctx)
 	x.ClientIP = x.Client.AppendTo(x.IPBuf())
 	requestID(ctx, x)
+	recordTarget(ctx, x)
 	x.Reject(status, reason)
 	s.complete(ctx, x)
+}
+
+// recordTarget keeps the host and path as the client sent them, for the access log: a rewrite filter
+// changes the ones in the request.
+func recordTarget(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
+	x.Host = append(x.HostBuf(), ctx.Request.Header.Host()...)
+	x.Path = append(x.PathBuf(), ctx.Path()...)
 }
 
 // writeError renders every gateway-made answer: {"error": reason, "status": code, "request_id": id}.
