@@ -25,6 +25,10 @@ type Options struct {
 	Log zerolog.Logger
 	// Now is the clock for rate limits; nil means time.Now.
 	Now func() time.Time
+	// Previous is the snapshot serving now, if any. What the new config describes exactly as it did
+	// (same identity, same settings) is taken over from it rather than built anew: upstream targets
+	// with their warm connections, filters with their limiter buckets and breaker state.
+	Previous *Snapshot
 }
 
 // LoadFile reads, decodes, validates and compiles a config file. The error, if any, is Problems
@@ -53,7 +57,7 @@ func CompileWith(file string, data []byte, opts Options) (*Snapshot, error) {
 	if !decodeConfig(data, cfg, sink) {
 		return nil, sink.err()
 	}
-	c := compiler{cfg: cfg, sink: sink, opts: opts}
+	c := compiler{cfg: cfg, sink: sink, opts: opts, filterSeen: map[string]int{}}
 	snap := c.snapshot()
 	if err := sink.err(); err != nil {
 		return nil, err
@@ -69,6 +73,33 @@ type compiler struct {
 	cfg  *Config
 	sink *problemSink
 	opts Options
+	snap *Snapshot // being built
+
+	filterSeen map[string]int // filter identities built so far, to tell identical filters of a route apart
+}
+
+// existingTarget finds a target with this key in the snapshot being built (pools may share one) or in
+// the previous one.
+func (c *compiler) existingTarget(key string) *upstream.Target {
+	if t, ok := c.snap.targets[key]; ok {
+		return t
+	}
+	if c.opts.Previous != nil {
+		return c.opts.Previous.targets[key]
+	}
+	return nil
+}
+
+// reuseFilter returns the filter the previous snapshot built for identity, if any, and records the
+// identity for the new snapshot. Identical filters on one route are told apart by their order.
+func (c *compiler) reuseFilter(identity string) (key string, f filters.Filter) {
+	n := c.filterSeen[identity]
+	c.filterSeen[identity] = n + 1
+	key = fmt.Sprintf("%s#%d", identity, n)
+	if c.opts.Previous != nil {
+		f = c.opts.Previous.filters[key]
+	}
+	return key, f
 }
 
 // problem records a semantic problem unless the value at path already failed to decode.
@@ -80,12 +111,25 @@ func (c *compiler) problem(path, format string, args ...any) {
 
 func (c *compiler) snapshot() *Snapshot {
 	s := &Snapshot{
-		Server: c.cfg.Server,
-		Log:    c.cfg.Log,
-		pools:  make(map[string]*upstream.Pool),
-		hosts:  make(map[string]*routeTable),
+		Server:  c.cfg.Server,
+		Log:     c.cfg.Log,
+		pools:   make(map[string]*upstream.Pool),
+		hosts:   make(map[string]*routeTable),
+		targets: make(map[string]*upstream.Target),
+		filters: make(map[string]filters.Filter),
 	}
+	c.snap = s
 	c.server(s)
+	s.Admin, s.Reload = c.cfg.Admin, c.cfg.Reload
+	if a := c.cfg.Admin.Listen; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			c.problem("admin.listen", "invalid listen address %q; write it like \"127.0.0.1:9901\", or \"\" to turn the admin listener off", a)
+		}
+	}
+	c.positive("reload.debounce", c.cfg.Reload.Debounce)
+	if c.cfg.Reload.Interval < 0 {
+		c.problem("reload.interval", "must be 0s (off) or more")
+	}
 	switch lvl := c.cfg.Log.Level; lvl {
 	case "debug", "info", "warn", "error":
 		s.LogLevel, _ = zerolog.ParseLevel(lvl)
@@ -228,7 +272,11 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 	if len(c.sink.list) > before {
 		return nil
 	}
-	return upstream.NewPool(st)
+	pool := upstream.NewPool(st, c.existingTarget)
+	for _, t := range pool.Targets {
+		c.snap.targets[t.Key()] = t
+	}
+	return pool
 }
 
 func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[string]int) {

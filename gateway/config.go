@@ -14,6 +14,8 @@ import (
 // config reference lists the same keys.
 type Config struct {
 	Server    ServerConfig               `yaml:"server"`
+	Admin     AdminConfig                `yaml:"admin"`
+	Reload    ReloadConfig               `yaml:"reload"`
 	Log       LogConfig                  `yaml:"log"`
 	Upstreams map[string]*UpstreamConfig `yaml:"upstreams"`
 	Defaults  DefaultsConfig             `yaml:"defaults"`
@@ -42,6 +44,25 @@ type ServerConfig struct {
 	// TrustedProxies are CIDRs (or single addresses) whose X-Forwarded-* headers are believed and
 	// appended to; every other peer's are replaced.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// AdminConfig is the operators' listener: health, readiness, config status and reload.
+type AdminConfig struct {
+	// Listen is its TCP address; keep it on loopback or a private network. "" turns it off.
+	Listen string `yaml:"listen" default:"127.0.0.1:9901"`
+}
+
+// ReloadConfig says when weir re-reads its config file. Changes to it need a restart.
+type ReloadConfig struct {
+	// Watch re-reads the file when its directory changes: in-place writes, editors' rename-on-save,
+	// and Kubernetes ConfigMap updates (a ..data symlink swap) all show up there.
+	Watch bool `yaml:"watch" default:"true"`
+	// Debounce is how long the directory must be quiet before the file is read, so that a burst of
+	// events (truncate, write, rename) gives one reload of the finished file.
+	Debounce time.Duration `yaml:"debounce" default:"250ms"`
+	// Interval re-reads the file on a timer as well, for filesystems without change notification;
+	// 0s turns it off. A file whose content did not change is not reloaded.
+	Interval time.Duration `yaml:"interval" default:"0s"`
 }
 
 // LogConfig controls the process log (stderr) and the access log (stdout).

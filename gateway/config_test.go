@@ -1218,8 +1218,8 @@ routes:
 		addr   string
 		weight int
 	}{{"127.0.0.1:9001", 1}, {"example.com:443", 3}} {
-		if got := pool.Targets[i]; got.Addr != want.addr || got.Weight != want.weight {
-			t.Errorf("target %d = %s weight %d, want %s weight %d", i, got.Addr, got.Weight, want.addr, want.weight)
+		if got, w := pool.Targets[i], pool.Weights[i]; got.Addr != want.addr || w != want.weight {
+			t.Errorf("target %d = %s weight %d, want %s weight %d", i, got.Addr, w, want.addr, want.weight)
 		}
 	}
 	if len(snap.Routes) != 1 || snap.Routes[0].Name != "r" || snap.Routes[0].Pool != pool {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -27,6 +28,9 @@ var filterKinds = map[string]filterKind{
 // kindOf adapts a constructor taking a settings struct C: the settings node is decoded strictly into C
 // (with C's `default` tags), then the constructor validates; each ConfigError it returns is placed on
 // the line of the setting it names.
+//
+// A filter whose route, kind and decoded settings are the same as in the previous snapshot is taken over
+// from it, state and all, instead of being built again.
 func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error)) filterKind {
 	return func(c *compiler, settings *yaml.Node, path string, env filters.Env) filters.Filter {
 		var cfg C
@@ -39,13 +43,24 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error)) filt
 		if len(c.sink.list) > before {
 			return nil
 		}
-		f, err := build(cfg, env)
+		// The settings as decoded (defaults applied, map keys sorted) are the filter's fingerprint; the
+		// route's pattern is part of it too, since a rewrite template reads its parameters.
+		fingerprint, err := json.Marshal(cfg)
 		if err != nil {
-			for _, ce := range filters.ConfigErrors(err) {
-				c.problem(joinPath(path, ce.Field), "%s", ce.Msg)
-			}
-			return nil
+			panic(fmt.Sprintf("filter settings %T do not marshal: %v", cfg, err))
 		}
+		key, f := c.reuseFilter(fmt.Sprintf("%s|%s|%T|%s", env.Route, env.Pattern.Text, cfg, fingerprint))
+		if f == nil {
+			built, err := build(cfg, env)
+			if err != nil {
+				for _, ce := range filters.ConfigErrors(err) {
+					c.problem(joinPath(path, ce.Field), "%s", ce.Msg)
+				}
+				return nil
+			}
+			f = built
+		}
+		c.snap.filters[key] = f
 		return f
 	}
 }

@@ -6,41 +6,108 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 
 	"github.com/rs/zerolog"
 )
 
-// Run serves snap on its server.listen address until ctx ends, then shuts down gracefully: it stops
-// accepting, gives in-flight requests server.shutdown_timeout to finish, and returns. ready, if not nil,
-// is called with the bound address once the listener is open.
-func Run(ctx context.Context, snap *Snapshot, log zerolog.Logger, accessOut io.Writer, ready func(net.Addr)) error {
+// RunConfig is what Run needs from its caller.
+type RunConfig struct {
+	// Path is the config file, read at start and on every reload.
+	Path string
+	// Log receives gateway events; the config's log.level is applied to it.
+	Log zerolog.Logger
+	// AccessOut receives the access log.
+	AccessOut io.Writer
+	// Reload triggers a reload each time it receives (cmd/weir sends on SIGHUP). May be nil.
+	Reload <-chan struct{}
+	// Ready, if not nil, is called once the listeners are open, with their addresses (admin is nil when
+	// admin.listen is off).
+	Ready func(public, admin net.Addr)
+}
+
+// Run loads the config and serves it until ctx ends, reloading it on file changes, on rc.Reload and
+// on POST /reload; then it shuts down gracefully: it stops accepting, gives in-flight requests
+// server.shutdown_timeout to finish, and returns. An invalid config at start is returned as Problems.
+func Run(ctx context.Context, rc RunConfig) error {
+	data, err := os.ReadFile(rc.Path)
+	if err != nil {
+		return Problems{{File: rc.Path, Msg: fmt.Sprintf("cannot read config: %v", err)}}
+	}
+	snap, err := CompileWith(rc.Path, data, Options{Log: rc.Log})
+	if err != nil {
+		return err
+	}
+	log := rc.Log.Level(snap.LogLevel)
+
 	ln, err := net.Listen("tcp", snap.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("opening server.listen %s: %w", snap.Server.Listen, err)
 	}
-	srv := NewServer(snap, log, accessOut)
-	served := make(chan error, 1)
+	srv := NewServer(snap, log, rc.AccessOut)
+	reloader := NewReloader(rc.Path, data, srv, Options{Log: log})
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info().Str("listen", ln.Addr().String()).Int("routes", len(snap.Routes)).Msg("weir is serving")
-	if ready != nil {
-		ready(ln.Addr())
+
+	var admin *Admin
+	var adminAddr net.Addr
+	if snap.Admin.Listen != "" {
+		aln, err := net.Listen("tcp", snap.Admin.Listen)
+		if err != nil {
+			_ = srv.fast.Shutdown()
+			return fmt.Errorf("opening admin.listen %s: %w", snap.Admin.Listen, err)
+		}
+		admin, adminAddr = NewAdmin(srv, reloader), aln.Addr()
+		go func() { served <- admin.fast.Serve(aln) }()
 	}
 
-	select {
-	case err := <-served:
-		return fmt.Errorf("server stopped: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info().Dur("timeout", snap.Server.ShutdownTimeout).Msg("shutting down: no new connections, waiting for in-flight requests")
-	sctx, cancel := context.WithTimeout(context.Background(), snap.Server.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			log.Warn().Msg("shutdown_timeout reached with connections still open; exiting anyway")
-			return nil
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if snap.Reload.Watch || snap.Reload.Interval > 0 {
+		if err := reloader.Watch(watchCtx, snap.Reload.Watch, snap.Reload.Debounce, snap.Reload.Interval); err != nil {
+			log.Error().Err(err).Msg("config changes will not be noticed; reload with SIGHUP or POST /reload")
 		}
-		return fmt.Errorf("shutdown: %w", err)
 	}
-	log.Info().Msg("shutdown complete")
-	return nil
+
+	srv.ready.Store(true)
+	ev := log.Info().Str("listen", ln.Addr().String()).Int("routes", len(snap.Routes))
+	if adminAddr != nil {
+		ev = ev.Str("admin", adminAddr.String())
+	}
+	ev.Msg("weir is serving")
+	if rc.Ready != nil {
+		rc.Ready(ln.Addr(), adminAddr)
+	}
+
+	var runErr error
+loop:
+	for {
+		select {
+		case err := <-served:
+			runErr = fmt.Errorf("a listener stopped: %w", err)
+			break loop
+		case <-rc.Reload:
+			reloader.Reload("SIGHUP")
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	srv.ready.Store(false)
+	stopWatch()
+	timeout := srv.Snapshot().Server.ShutdownTimeout
+	log.Info().Dur("timeout", timeout).Msg("shutting down: no new connections, waiting for in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if admin != nil {
+		_ = admin.fast.ShutdownWithContext(sctx)
+	}
+	if err := srv.Shutdown(sctx); err != nil {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return errors.Join(runErr, fmt.Errorf("shutdown: %w", err))
+		}
+		log.Warn().Msg("shutdown_timeout reached with connections still open; exiting anyway")
+	} else {
+		log.Info().Msg("shutdown complete")
+	}
+	return runErr
 }

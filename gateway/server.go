@@ -21,19 +21,18 @@ import (
 // snapshot.
 type Server struct {
 	current atomic.Pointer[Snapshot]
+	started *Snapshot // the snapshot the listener settings were taken from
+	ready   atomic.Bool
 	log     zerolog.Logger // gateway events
-	access  zerolog.Logger // one line per request; disabled when log.access is false
+	access  zerolog.Logger // one line per request, when the current snapshot's log.access is on
 	fast    *fasthttp.Server
 }
 
 // NewServer prepares a server for snap. Events are written to log, access lines to accessOut.
 // Listener settings (timeouts, size limits) are taken from snap and fixed for the server's life.
 func NewServer(snap *Snapshot, log zerolog.Logger, accessOut io.Writer) *Server {
-	s := &Server{log: log}
+	s := &Server{log: log, started: snap}
 	s.access = zerolog.New(accessOut).With().Timestamp().Logger()
-	if !snap.Log.Access {
-		s.access = s.access.Level(zerolog.Disabled)
-	}
 	s.current.Store(snap)
 	sc := snap.Server
 	s.fast = &fasthttp.Server{
@@ -122,6 +121,10 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 		writeError(&ctx.Response, x.Status, x.Reason, x.RequestID)
 	}
 	setOnly(&ctx.Response.Header, headerRequestID, x.RequestID)
+	if !s.current.Load().Log.Access {
+		filters.ReleaseExchange(x)
+		return
+	}
 	s.access.Log().
 		Bytes("request_id", x.RequestID).
 		Bytes("client_ip", x.ClientIP).

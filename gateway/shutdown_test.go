@@ -22,15 +22,14 @@ func runGateway(t *testing.T, shutdownTimeout string, release chan struct{}) (st
 		<-release
 		ctx.WriteString("finished")
 	})
-	snap, err := Compile("test.yaml", []byte("server: {listen: \"127.0.0.1:0\", shutdown_timeout: "+shutdownTimeout+"}\n"+oneRouteConfig("", backend)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfigFile(t, "server: {listen: \"127.0.0.1:0\", shutdown_timeout: "+shutdownTimeout+"}\n"+
+		"admin: {listen: \"127.0.0.1:0\"}\n"+oneRouteConfig("", backend))
 	ctx, cancel := context.WithCancel(context.Background())
 	addrCh := make(chan net.Addr, 1)
 	runDone := make(chan error, 1)
 	go func() {
-		runDone <- Run(ctx, snap, zerolog.New(testLogWriter{t}), io.Discard, func(a net.Addr) { addrCh <- a })
+		runDone <- Run(ctx, RunConfig{Path: path, Log: zerolog.New(testLogWriter{t}), AccessOut: io.Discard,
+			Ready: func(public, _ net.Addr) { addrCh <- public }})
 	}()
 	return (<-addrCh).String(), cancel, runDone, entered
 }

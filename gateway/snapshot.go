@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/fasthttp/router"
@@ -21,14 +22,18 @@ import (
 // configs.
 type Snapshot struct {
 	Server   ServerConfig
+	Admin    AdminConfig
+	Reload   ReloadConfig
 	Log      LogConfig
 	LogLevel zerolog.Level
 	Routes   []*Route
 
 	pools     map[string]*upstream.Pool
-	hosts     map[string]*routeTable // exact host names, lower-case, no port
-	wildcards []*routeTable          // *.suffix tables, longest suffix first
-	anyHost   *routeTable            // routes without match.hosts
+	targets   map[string]*upstream.Target // every pool's targets, by Target.Key
+	filters   map[string]filters.Filter   // every route's filters, by route, kind, settings and order
+	hosts     map[string]*routeTable      // exact host names, lower-case, no port
+	wildcards []*routeTable               // *.suffix tables, longest suffix first
+	anyHost   *routeTable                 // routes without match.hosts
 	trusted   []netip.Prefix
 }
 
@@ -170,10 +175,21 @@ func allowed(tables []*routeTable, path string) string {
 // Pools returns the snapshot's upstream pools by name.
 func (s *Snapshot) Pools() map[string]*upstream.Pool { return s.pools }
 
-// Close releases the snapshot's idle upstream connections.
+// Close drops the idle connections of the snapshot's targets, at shutdown.
 func (s *Snapshot) Close() {
-	for _, p := range s.pools {
-		p.Close()
+	for _, t := range s.targets {
+		t.Drain(0)
+	}
+}
+
+// retire releases what s holds and next does not: targets next no longer uses are drained (their
+// in-flight requests, which still run on s, finish first, for up to grace) and closed. Filters hold no
+// resources beyond memory. It returns at once; draining runs in the background.
+func (s *Snapshot) retire(next *Snapshot, grace time.Duration) {
+	for key, t := range s.targets {
+		if next.targets[key] != t {
+			go t.Drain(grace)
+		}
 	}
 }
 

@@ -14,14 +14,14 @@ type balancer interface {
 	pick(key []byte) *Target
 }
 
-func newBalancer(kind BalancerKind, targets []*Target) balancer {
+func newBalancer(kind BalancerKind, targets []*Target, weights []int) balancer {
 	switch kind {
 	case Weighted:
-		return newSmoothWeighted(targets)
+		return newSmoothWeighted(targets, weights)
 	case LeastRequest:
 		return leastRequest(targets)
 	case Hash:
-		return newHashRing(targets)
+		return newHashRing(targets, weights)
 	case Random:
 		return random(targets)
 	}
@@ -65,14 +65,15 @@ func (b leastRequest) pick([]byte) *Target {
 type smoothWeighted struct {
 	mu      sync.Mutex
 	targets []*Target
+	weights []int
 	current []int
 	total   int
 }
 
-func newSmoothWeighted(targets []*Target) *smoothWeighted {
-	b := &smoothWeighted{targets: targets, current: make([]int, len(targets))}
-	for _, t := range targets {
-		b.total += t.Weight
+func newSmoothWeighted(targets []*Target, weights []int) *smoothWeighted {
+	b := &smoothWeighted{targets: targets, weights: weights, current: make([]int, len(targets))}
+	for _, w := range weights {
+		b.total += w
 	}
 	return b
 }
@@ -80,8 +81,8 @@ func newSmoothWeighted(targets []*Target) *smoothWeighted {
 func (b *smoothWeighted) pick([]byte) *Target {
 	b.mu.Lock()
 	best := 0
-	for i, t := range b.targets {
-		b.current[i] += t.Weight
+	for i, w := range b.weights {
+		b.current[i] += w
 		if b.current[i] > b.current[best] {
 			best = i
 		}
@@ -102,16 +103,16 @@ type hashRing struct {
 
 const pointsPerWeight = 160
 
-func newHashRing(targets []*Target) *hashRing {
+func newHashRing(targets []*Target, weights []int) *hashRing {
 	type point struct {
 		h uint64
 		t *Target
 	}
 	var pts []point
-	for _, t := range targets {
+	for ti, t := range targets {
 		// Points hash the target's address, not its position in the list, so reordering or removing
 		// other targets leaves this target's points where they were.
-		for i := 0; i < pointsPerWeight*t.Weight; i++ {
+		for i := 0; i < pointsPerWeight*weights[ti]; i++ {
 			pts = append(pts, point{hashKey([]byte(t.Addr + "#" + strconv.Itoa(i))), t})
 		}
 	}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"time"
@@ -9,11 +10,13 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Target is one backend with its own keep-alive connection pool.
+// Target is one backend with its own keep-alive connection pool. A target outlives the config snapshot
+// that created it when the next snapshot describes it the same way (see Key), so reloads keep its warm
+// connections and in-flight count.
 type Target struct {
 	URL    string
 	Addr   string
-	Weight int
+	key    string
 	scheme string
 	client *fasthttp.HostClient
 }
@@ -21,33 +24,60 @@ type Target struct {
 // InFlight is the number of requests this target is serving for the gateway right now.
 func (t *Target) InFlight() int { return t.client.PendingRequests() }
 
+// Key identifies the target and every setting its connection pool was built with: two targets with the
+// same key are interchangeable.
+func (t *Target) Key() string { return t.key }
+
+// Drain waits until the target has no request in flight, or grace has passed, then closes its idle
+// connections. Call it on a target no snapshot uses any more. Connections still busy after grace are
+// closed when their request ends, by fasthttp's idle-connection cleaner, whose goroutine then exits.
+func (t *Target) Drain(grace time.Duration) {
+	for deadline := time.Now().Add(grace); t.InFlight() > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.client.CloseIdleConnections()
+}
+
 // Pool is a named set of interchangeable targets and the policy that spreads requests over them.
 type Pool struct {
-	Name     string
-	Targets  []*Target
-	hashKey  HashKey
-	timeout  time.Duration
+	Name    string
+	Targets []*Target
+	Weights []int // parallel to Targets
+	hashKey HashKey
+	timeout time.Duration
+
 	balancer balancer
 }
 
-// NewPool builds a pool from validated settings. Connections are opened lazily on first use.
-func NewPool(s Settings) *Pool {
+// Timeout is the pool's per-request upstream timeout.
+func (p *Pool) Timeout() time.Duration { return p.timeout }
+
+// NewPool builds a pool from validated settings. A target for which existing returns one with the same
+// key is reused, connections and all; the others are new and open connections lazily on first use.
+func NewPool(s Settings, existing func(key string) *Target) *Pool {
 	p := &Pool{Name: s.Name, hashKey: s.HashKey, timeout: s.Timeout}
 	for _, spec := range s.Targets {
-		scheme := "http"
-		if spec.TLS {
-			scheme = "https"
+		key := targetKey(spec, s)
+		t := existing(key)
+		if t == nil {
+			scheme := "http"
+			if spec.TLS {
+				scheme = "https"
+			}
+			t = &Target{URL: spec.URL, Addr: spec.Addr, key: key, scheme: scheme, client: newHostClient(spec, s)}
 		}
-		p.Targets = append(p.Targets, &Target{
-			URL:    spec.URL,
-			Addr:   spec.Addr,
-			Weight: spec.Weight,
-			scheme: scheme,
-			client: newHostClient(spec, s),
-		})
+		p.Targets = append(p.Targets, t)
+		p.Weights = append(p.Weights, spec.Weight)
 	}
-	p.balancer = newBalancer(s.Balancer, p.Targets)
+	p.balancer = newBalancer(s.Balancer, p.Targets, p.Weights)
 	return p
+}
+
+// targetKey names a target by its address and the settings of its connection pool. The attempt timeout
+// is not among them: it is passed with each request.
+func targetKey(spec TargetSpec, s Settings) string {
+	return fmt.Sprintf("%s tls=%t connect=%s conns=%d wait=%s idle=%s body=%d head=%d", spec.Addr, spec.TLS,
+		s.ConnectTimeout, s.MaxConns, s.ConnWaitTimeout, s.IdleConnTimeout, s.MaxResponseBytes, s.MaxResponseHeaderBytes)
 }
 
 func newHostClient(spec TargetSpec, s Settings) *fasthttp.HostClient {
@@ -140,11 +170,4 @@ func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target
 	// Like the request side: the upstream closing its connection says nothing about the client's.
 	resp.Header.ResetConnectionClose()
 	return nil
-}
-
-// Close drops the pool's idle connections. In-flight requests finish on their own connections.
-func (p *Pool) Close() {
-	for _, t := range p.Targets {
-		t.client.CloseIdleConnections()
-	}
 }

@@ -69,7 +69,7 @@ func echoHandler(name string) fasthttp.RequestHandler {
 var paramPattern = regexp.MustCompile(`\{[^}]*\}`)
 
 // printDemoHelp prints a curl line per route, with sample values for path parameters.
-func printDemoHelp(w io.Writer, snap *gateway.Snapshot, addr net.Addr) {
+func printDemoHelp(w io.Writer, snap *gateway.Snapshot, addr, admin net.Addr) {
 	_, port, _ := net.SplitHostPort(addr.String())
 	fmt.Fprintf(w, "\nweir demo is serving on 127.0.0.1:%s. Try:\n", port)
 	routes := append([]*gateway.Route(nil), snap.Routes...)
@@ -94,5 +94,8 @@ func printDemoHelp(w io.Writer, snap *gateway.Snapshot, addr net.Addr) {
 		}
 		fmt.Fprintf(w, "  curl -i %s%shttp://127.0.0.1:%s%s    # route %s\n", method, host, port, path, r.Name)
 	}
-	fmt.Fprintln(w, "Stop with Ctrl-C.")
+	if admin != nil {
+		fmt.Fprintf(w, "  curl -s http://%s/config    # admin: the active config and the last reload\n", admin)
+	}
+	fmt.Fprintln(w, "Edit config.yaml and save: weir reloads it. Stop with Ctrl-C.")
 }

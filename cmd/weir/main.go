@@ -1,6 +1,6 @@
 // Command weir is the weir API gateway.
 //
-//	weir [-config FILE]            serve (default config.yaml)
+//	weir [-config FILE]            serve (default config.yaml); SIGHUP reloads the config
 //	weir validate [-config FILE]   check a config: problems on stderr, exit 1; or exit 0
 //	weir demo [-config FILE]       serve, plus echo upstreams on the config's loopback targets
 //	weir version                   print the version
@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -59,33 +60,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: ok (%d routes)\n", *configPath, len(snap.Routes))
 		return 0
 	case "serve", "demo":
-		base := newLogger(stderr)
-		snap, err := gateway.LoadFile(*configPath, gateway.Options{Log: base})
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		log := base.Level(snap.LogLevel)
-		var ready func(net.Addr)
+		log := newLogger(stderr)
+		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer cancel()
+		rc := gateway.RunConfig{Path: *configPath, Log: log, AccessOut: stdout, Reload: sighup()}
 		if cmd == "demo" {
+			snap, err := gateway.LoadFile(*configPath, gateway.Options{})
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
 			stop, err := startDemoUpstreams(snap, log)
 			if err != nil {
 				fmt.Fprintf(stderr, "weir demo: %v\n", err)
 				return 1
 			}
 			defer stop()
-			ready = func(addr net.Addr) { printDemoHelp(stderr, snap, addr) }
+			rc.Ready = func(public, admin net.Addr) { printDemoHelp(stderr, snap, public, admin) }
 		}
-		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-		defer cancel()
-		if err := gateway.Run(ctx, snap, log, stdout, ready); err != nil {
-			log.Error().Err(err).Msg("weir stopped")
+		if err := gateway.Run(ctx, rc); err != nil {
+			var problems gateway.Problems
+			if errors.As(err, &problems) {
+				fmt.Fprintln(stderr, err)
+			} else {
+				log.Error().Err(err).Msg("weir stopped")
+			}
 			return 1
 		}
 		return 0
 	}
 	fmt.Fprintf(stderr, "weir: unknown command %q; use serve (the default), validate, demo or version\n", cmd)
 	return 2
+}
+
+// sighup delivers one value per SIGHUP: reload the config.
+func sighup() <-chan struct{} {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	out := make(chan struct{})
+	go func() {
+		for range sig {
+			out <- struct{}{}
+		}
+	}()
+	return out
 }
 
 func newLogger(w io.Writer) zerolog.Logger {

@@ -86,7 +86,7 @@ func TestBinary_SIGTERMDrainsAndExitsZero(t *testing.T) {
 	gwLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	gw := gwLn.Addr().String()
 	gwLn.Close()
-	cfg := writeConfig(t, fmt.Sprintf("server: {listen: %q}\nlog: {access: false}\nupstreams:\n  u:\n    targets: [{url: \"http://%s\"}]\nroutes:\n  - {name: r, match: {path: \"/{rest:*}\"}, upstream: u}\n", gw, ln.Addr()))
+	cfg := writeConfig(t, fmt.Sprintf("server: {listen: %q}\nadmin: {listen: \"127.0.0.1:0\"}\nlog: {access: false}\nupstreams:\n  u:\n    targets: [{url: \"http://%s\"}]\nroutes:\n  - {name: r, match: {path: \"/{rest:*}\"}, upstream: u}\n", gw, ln.Addr()))
 
 	cmd := exec.Command(bin, "-config", cfg)
 	var stderr bytes.Buffer

@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"encoding/json"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Admin serves the operators' endpoints on admin.listen:
+//
+//	GET  /healthz  200 while the process runs
+//	GET  /readyz   200 once a config is loaded and the public listener accepts; 503 before and
+//	               during shutdown
+//	GET  /config   the active config's hash and load time, and the last reload attempt
+//	POST /reload   re-read the config file now; 200 applied or unchanged, 422 rejected or unreadable
+type Admin struct {
+	srv      *Server
+	reloader *Reloader
+	fast     *fasthttp.Server
+}
+
+// NewAdmin prepares the admin listener for srv and reloader.
+func NewAdmin(srv *Server, reloader *Reloader) *Admin {
+	a := &Admin{srv: srv, reloader: reloader}
+	a.fast = &fasthttp.Server{
+		Handler:               a.handle,
+		NoDefaultServerHeader: true,
+		ReadTimeout:           a.srv.started.Server.ReadTimeout,
+		WriteTimeout:          a.srv.started.Server.WriteTimeout,
+		IdleTimeout:           a.srv.started.Server.IdleTimeout,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{srv.log},
+	}
+	return a
+}
+
+func (a *Admin) handle(ctx *fasthttp.RequestCtx) {
+	path, get, post := string(ctx.Path()), ctx.IsGet() || ctx.IsHead(), ctx.IsPost()
+	switch {
+	case path == "/healthz" && get:
+		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok"})
+	case path == "/readyz" && get:
+		if a.srv.ready.Load() {
+			writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ready"})
+		} else {
+			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+		}
+	case path == "/config" && get:
+		writeJSON(ctx, fasthttp.StatusOK, a.reloader.Status())
+	case path == "/reload" && post:
+		attempt := a.reloader.Reload("admin")
+		status := fasthttp.StatusOK
+		if attempt.Result == Rejected || attempt.Result == Unreadable {
+			status = fasthttp.StatusUnprocessableEntity
+		}
+		writeJSON(ctx, status, attempt)
+	case path == "/healthz" || path == "/readyz" || path == "/config" || path == "/reload":
+		allow := "GET, HEAD"
+		if path == "/reload" {
+			allow = "POST"
+		}
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
+		writeJSON(ctx, fasthttp.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+	default:
+		writeJSON(ctx, fasthttp.StatusNotFound, map[string]string{"error": "no such admin endpoint"})
+	}
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = fasthttp.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(body, '\n'))
+}

@@ -1,0 +1,270 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Reloader applies config file changes to a running Server: it reads the file, compiles a whole new
+// snapshot (the same code path as `weir validate`) against the one serving, and swaps it in only if
+// the file is valid. Anything wrong keeps the serving snapshot and is reported. One reload runs at a
+// time, whatever triggered it.
+type Reloader struct {
+	path  string
+	srv   *Server
+	opts  Options
+	grace time.Duration // how long removed targets may finish their in-flight requests
+
+	mu sync.Mutex // serializes reloads
+
+	statusMu sync.Mutex
+	status   Status
+}
+
+// Status is what GET /config reports.
+type Status struct {
+	File     string    `json:"file"`
+	Hash     string    `json:"hash"` // sha256 of the active config file's content
+	LoadedAt time.Time `json:"loaded_at"`
+	Routes   int       `json:"routes"`
+	// RestartRequired lists settings of the file that differ from what the process runs with and only
+	// apply at start.
+	RestartRequired []string `json:"restart_required"`
+	LastAttempt     *Attempt `json:"last_attempt"`
+}
+
+// Attempt is the outcome of one reload.
+type Attempt struct {
+	At      time.Time `json:"at"`
+	Trigger string    `json:"trigger"` // file change, interval, SIGHUP, admin
+	// Result is applied, unchanged (same content as the active config), rejected (the file is
+	// invalid; Problems says why) or unreadable.
+	Result   string   `json:"result"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Attempt results.
+const (
+	Applied    = "applied"
+	Unchanged  = "unchanged"
+	Rejected   = "rejected"
+	Unreadable = "unreadable"
+)
+
+// NewReloader manages reloads of path into srv, whose current snapshot was loaded from data.
+func NewReloader(path string, data []byte, srv *Server, opts Options) *Reloader {
+	snap := srv.Snapshot()
+	return &Reloader{
+		path:  path,
+		srv:   srv,
+		opts:  opts,
+		grace: drainGrace(snap),
+		status: Status{
+			File: path, Hash: contentHash(data), LoadedAt: time.Now(), Routes: len(snap.Routes),
+			RestartRequired: []string{},
+		},
+	}
+}
+
+func contentHash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// drainGrace is how long a removed upstream's in-flight requests may take: the longest attempt timeout
+// any pool allows.
+func drainGrace(s *Snapshot) time.Duration {
+	grace := time.Second
+	for _, p := range s.pools {
+		grace = max(grace, p.Timeout())
+	}
+	return grace
+}
+
+// Status returns a copy of the current status.
+func (r *Reloader) Status() Status {
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	st := r.status
+	st.RestartRequired = append([]string(nil), st.RestartRequired...)
+	return st
+}
+
+// Reload reads the config file and applies it if it changed and is valid.
+func (r *Reloader) Reload(trigger string) Attempt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := Attempt{At: time.Now(), Trigger: trigger}
+	log := r.opts.Log.With().Str("trigger", trigger).Str("file", r.path).Logger()
+
+	data, err := os.ReadFile(r.path)
+	hash := contentHash(data)
+	switch {
+	case err != nil:
+		a.Result, a.Problems = Unreadable, []string{err.Error()}
+		log.Error().Err(err).Msg("config reload failed: cannot read the file; the running config stays")
+	case hash == r.Status().Hash:
+		a.Result = Unchanged
+		log.Debug().Msg("config file unchanged; nothing to reload")
+	default:
+		prev := r.srv.Snapshot()
+		opts := r.opts
+		opts.Previous = prev
+		next, err := CompileWith(r.path, data, opts)
+		if err != nil {
+			a.Result = Rejected
+			var ps Problems
+			if errors.As(err, &ps) {
+				for _, p := range ps {
+					a.Problems = append(a.Problems, p.String())
+				}
+			} else {
+				a.Problems = []string{err.Error()}
+			}
+			log.Error().Strs("problems", a.Problems).Msg("config reload rejected; the running config stays")
+			break
+		}
+		r.srv.current.Store(next)
+		prev.retire(next, r.grace)
+		r.grace = drainGrace(next)
+		a.Result = Applied
+		restart := restartRequired(r.srv.started, next)
+		log.Info().Str("hash", hash).Int("routes", len(next.Routes)).Msg("config reloaded")
+		for _, key := range restart {
+			log.Warn().Str("setting", key).Msg("config setting changed; it applies only after a restart")
+		}
+		r.statusMu.Lock()
+		r.status.Hash, r.status.LoadedAt, r.status.Routes, r.status.RestartRequired = hash, a.At, len(next.Routes), restart
+		r.statusMu.Unlock()
+	}
+	r.statusMu.Lock()
+	r.status.LastAttempt = &a
+	r.statusMu.Unlock()
+	return a
+}
+
+// restartRequired lists the settings in next that differ from those the process started with and are
+// only read at start: the listeners, their limits and timeouts, the log level, and reload itself.
+func restartRequired(started, next *Snapshot) []string {
+	var keys []string
+	diff := func(key string, a, b any) {
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			keys = append(keys, key)
+		}
+	}
+	a, b := started.Server, next.Server
+	diff("server.listen", a.Listen, b.Listen)
+	diff("server.read_timeout", a.ReadTimeout, b.ReadTimeout)
+	diff("server.write_timeout", a.WriteTimeout, b.WriteTimeout)
+	diff("server.idle_timeout", a.IdleTimeout, b.IdleTimeout)
+	diff("server.max_header_bytes", a.MaxHeaderBytes, b.MaxHeaderBytes)
+	diff("server.max_body_bytes", a.MaxBodyBytes, b.MaxBodyBytes)
+	diff("admin.listen", started.Admin.Listen, next.Admin.Listen)
+	diff("reload", started.Reload, next.Reload)
+	diff("log.level", started.Log.Level, next.Log.Level)
+	if keys == nil {
+		keys = []string{}
+	}
+	return keys
+}
+
+// Watch reloads after the config file's directory changes, and every interval if that is positive,
+// until ctx ends. It watches the directory, not the file: an editor's rename-on-save replaces the file
+// (a watch on it dies with it), and a Kubernetes ConfigMap update swaps the ..data symlink without
+// an event naming the file at all. When the file is a symlink, the directory it resolves to is
+// watched too (and followed when a swap moves it), so writes to the real file are seen. Events are
+// debounced, and Reload skips content already active.
+//
+// The watch is in place when Watch returns; the loop runs in the background until ctx ends.
+func (r *Reloader) Watch(ctx context.Context, watch bool, debounce, interval time.Duration) error {
+	// changed is raised (without blocking) for every event. fsnotify's channels are drained by a
+	// goroutine of their own: Add and Remove (in follow) can wait for fsnotify's reader, which may be
+	// waiting to deliver an event to whoever calls them.
+	changed := make(chan struct{}, 1)
+	var w *fsnotify.Watcher
+	resolvedDir := ""
+	follow := func() {
+		real, err := filepath.EvalSymlinks(r.path)
+		if err != nil || filepath.Dir(real) == resolvedDir || filepath.Dir(real) == filepath.Dir(r.path) {
+			return
+		}
+		if resolvedDir != "" {
+			_ = w.Remove(resolvedDir)
+		}
+		resolvedDir = filepath.Dir(real)
+		if err := w.Add(resolvedDir); err != nil {
+			r.opts.Log.Warn().Err(err).Str("dir", resolvedDir).Msg("cannot watch the directory the config file resolves to")
+			resolvedDir = ""
+		}
+	}
+	if watch {
+		var err error
+		if w, err = fsnotify.NewWatcher(); err != nil {
+			return fmt.Errorf("watching the config directory: %w", err)
+		}
+		if err := w.Add(filepath.Dir(r.path)); err != nil {
+			w.Close()
+			return fmt.Errorf("watching the config directory %s: %w", filepath.Dir(r.path), err)
+		}
+		follow()
+		go func() {
+			for {
+				select {
+				case _, ok := <-w.Events:
+					if !ok {
+						return
+					}
+					select {
+					case changed <- struct{}{}:
+					default:
+					}
+				case err, ok := <-w.Errors:
+					if !ok {
+						return
+					}
+					r.opts.Log.Warn().Err(err).Msg("config directory watch error")
+				}
+			}
+		}()
+	}
+	go r.watchLoop(ctx, w, changed, follow, debounce, interval)
+	return nil
+}
+
+func (r *Reloader) watchLoop(ctx context.Context, w *fsnotify.Watcher, changed <-chan struct{}, follow func(),
+	debounce, interval time.Duration) {
+	if w != nil {
+		defer w.Close()
+	}
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	debounced := time.NewTimer(time.Hour)
+	debounced.Stop()
+	defer debounced.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			debounced.Reset(debounce)
+		case <-debounced.C:
+			r.Reload("file change")
+			follow()
+		case <-tick:
+			r.Reload("interval")
+		}
+	}
+}
