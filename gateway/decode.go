@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -255,55 +257,113 @@ func (d nodeDecoder) structure(n *yaml.Node, path string, v reflect.Value) {
 		d.fail(n, path, "expected a mapping of keys, got %s", kindName(n))
 		return
 	}
-	t := v.Type()
-	seen := make(map[string]bool, len(n.Content)/2)
-	set := make(map[string]bool, len(n.Content)/2)
+	si := infoOf(v.Type())
+	var seen, set uint64 // by field, in si.fields order
+	var unknown []string
 	for _, kv := range d.pairs(n, path) {
 		k, val := kv[0], kv[1]
 		key := k.Value
 		fpath := joinPath(path, key)
-		if seen[key] {
+		if path == "" && strings.HasPrefix(key, "x-") {
+			continue // top-level x-* keys are the operator's own, typically holding YAML anchors
+		}
+		j := si.find(key)
+		if j < 0 {
+			if !slices.Contains(unknown, key) {
+				unknown = append(unknown, key)
+				d.failKey(k, fpath, "unknown key %q%s", key, suggest(key, si.keys, "keys"))
+			}
+			continue
+		}
+		if seen&(1<<j) != 0 {
 			if kv[2] == nil { // an explicit key given twice; a merged key is simply overridden
 				d.failKey(k, fpath, "key %q appears twice in this mapping", key)
 			}
 			continue
 		}
-		seen[key] = true
+		seen |= 1 << j
 		d.sink.lines[fpath] = k.Line
-		if path == "" && strings.HasPrefix(key, "x-") {
-			continue // top-level x-* keys are the operator's own, typically holding YAML anchors
-		}
-		f, ok := fieldByKey(t, key)
-		if !ok {
-			d.failKey(k, fpath, "unknown key %q%s", key, suggest(key, keysOf(t), "keys"))
-			continue
-		}
 		if isNull(val) {
 			continue // "key:" with nothing after it means the default, like an absent key
 		}
-		set[key] = true
-		d.value(val, fpath, v.FieldByIndex(f.Index))
+		set |= 1 << j
+		d.value(val, fpath, v.Field(si.fields[j].index))
 	}
 	// Absent keys take their declared default; absent nested sections get their own defaults applied.
+	for j, f := range si.fields {
+		switch {
+		case set&(1<<j) != 0:
+		case f.hasDefault:
+			v.Field(f.index).Set(f.def)
+		case f.nested:
+			d.structure(&yaml.Node{Kind: yaml.MappingNode}, joinPath(path, f.key), v.Field(f.index))
+		}
+	}
+}
+
+// structInfo is what the decoder needs of a config struct type, worked out once per type.
+type structInfo struct {
+	fields []fieldInfo
+	keys   []string // sorted, for suggestions
+}
+
+type fieldInfo struct {
+	key        string
+	index      int
+	def        reflect.Value // the decoded `default` tag
+	hasDefault bool
+	nested     bool // a struct without a default: absent, it still gets its own fields' defaults
+}
+
+var structInfos sync.Map // reflect.Type -> *structInfo
+
+func infoOf(t reflect.Type) *structInfo {
+	if si, ok := structInfos.Load(t); ok {
+		return si.(*structInfo)
+	}
+	si := &structInfo{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		key := yamlKey(f)
-		if key == "" || set[key] {
+		if key == "" {
 			continue
 		}
-		fv := v.Field(i)
+		fi := fieldInfo{key: key, index: i}
 		if def, ok := f.Tag.Lookup("default"); ok {
-			d.value(&yaml.Node{Kind: yaml.ScalarNode, Value: def}, joinPath(path, key), fv)
+			sink := newProblemSink("default")
+			fi.def, fi.hasDefault = reflect.New(f.Type).Elem(), true
+			newNodeDecoder(sink).value(&yaml.Node{Kind: yaml.ScalarNode, Value: def}, key, fi.def)
+			if len(sink.list) > 0 {
+				panic(fmt.Sprintf("config struct %s: bad default for %s: %v", t, key, sink.list))
+			}
 		} else if f.Type.Kind() == reflect.Struct && f.Type != nodeType {
-			d.structure(&yaml.Node{Kind: yaml.MappingNode}, joinPath(path, key), fv)
+			fi.nested = true
+		}
+		si.fields = append(si.fields, fi)
+		si.keys = append(si.keys, key)
+	}
+	if len(si.fields) > 64 {
+		panic(fmt.Sprintf("config struct %s has more than 64 keys", t))
+	}
+	sort.Strings(si.keys)
+	structInfos.Store(t, si)
+	return si
+}
+
+func (si *structInfo) find(key string) int {
+	for j := range si.fields {
+		if si.fields[j].key == key {
+			return j
 		}
 	}
+	return -1
 }
 
 // pairs lists a mapping's key/value nodes with YAML merge keys ("<<: *defaults") expanded: explicit
 // keys first, then merged ones, so explicit keys win. The third element is non-nil for merged pairs.
 func (d nodeDecoder) pairs(n *yaml.Node, path string) [][3]*yaml.Node {
-	var explicit, merged [][3]*yaml.Node
+	explicit := make([][3]*yaml.Node, 0, len(n.Content)/2)
+	var merged [][3]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!merge" {
@@ -385,25 +445,6 @@ func yamlKey(f reflect.StructField) string {
 	}
 	name, _, _ := strings.Cut(tag, ",")
 	return name
-}
-
-func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
-	for i := 0; i < t.NumField(); i++ {
-		if f := t.Field(i); yamlKey(f) == key {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
-}
-
-func keysOf(t reflect.Type) []string {
-	var keys []string
-	for i := 0; i < t.NumField(); i++ {
-		if k := yamlKey(t.Field(i)); k != "" {
-			keys = append(keys, k)
-		}
-	}
-	return keys
 }
 
 func kindName(n *yaml.Node) string {
