@@ -95,7 +95,7 @@ func (r *Reloader) Status() Status {
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
 	st := r.status
-	st.RestartRequired = append([]string(nil), st.RestartRequired...)
+	st.RestartRequired = append([]string{}, st.RestartRequired...)
 	return st
 }
 
