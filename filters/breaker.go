@@ -103,8 +103,11 @@ func NewCircuitBreaker(cfg CircuitBreakerConfig, env Env) (*CircuitBreaker, erro
 			if cfg.ConsecutiveFailures > 0 && c.ConsecutiveFailures >= uint32(cfg.ConsecutiveFailures) {
 				return true
 			}
-			return cfg.FailureRatio > 0 && c.Requests >= uint32(cfg.MinRequests) &&
-				float64(c.TotalFailures) >= cfg.FailureRatio*float64(c.Requests)
+			// Only judged requests count: gobreaker's Requests also holds requests still in flight
+			// and those a later step rejected, which say nothing about the upstream.
+			judged := c.TotalSuccesses + c.TotalFailures
+			return cfg.FailureRatio > 0 && judged >= uint32(cfg.MinRequests) &&
+				float64(c.TotalFailures) >= cfg.FailureRatio*float64(judged)
 		},
 		// Called with the breaker's lock held: record and log, never call back into the breaker.
 		OnStateChange: func(name string, from, to gobreaker.State) {

@@ -1,6 +1,7 @@
 package filters
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ type bucketTable struct {
 	limit    rate.Limit
 	burst    int
 	seed     maphash.Seed
+	seed2    maphash.Seed // for digestKey's second half
 	perShard int
 	shards   []bucketShard
 	overflow *rate.Limiter
@@ -38,14 +40,14 @@ const maxShards = 64
 const sweepEvery = time.Second
 
 func newBucketTable(limit rate.Limit, burst, maxKeys int) *bucketTable {
-	shards := maxShards
-	if maxKeys < maxShards {
-		shards = 1
-	}
+	// At least 256 keys per shard: with fewer, uneven hashing fills some shards while others are empty,
+	// and a small table would turn away keys it has room for.
+	shards := min(max(maxKeys/256, 1), maxShards)
 	t := &bucketTable{
 		limit:    limit,
 		burst:    burst,
 		seed:     maphash.MakeSeed(),
+		seed2:    maphash.MakeSeed(),
 		perShard: maxKeys / shards,
 		shards:   make([]bucketShard, shards),
 		overflow: rate.NewLimiter(limit, burst),
@@ -57,7 +59,8 @@ func newBucketTable(limit rate.Limit, burst, maxKeys int) *bucketTable {
 }
 
 // get returns key's bucket, creating it if there is room. Looking up an existing key does not
-// allocate; only a new key's entry does.
+// allocate; only a new key's entry does. Keys are at most 16 bytes (see digestKey), so max_keys bounds
+// the table's memory, not just its length.
 func (t *bucketTable) get(key []byte, now time.Time) *rate.Limiter {
 	s := &t.shards[maphash.Bytes(t.seed, key)%uint64(len(t.shards))]
 	s.mu.Lock()
@@ -79,6 +82,17 @@ func (t *bucketTable) get(key []byte, now time.Time) *rate.Limiter {
 	b := rate.NewLimiter(t.limit, t.burst) // starts full
 	s.buckets[string(key)] = b
 	return b
+}
+
+// digestKey stands a 128-bit digest in for a client-chosen key (a header value of up to the header size
+// limit), so that the table holds 16 bytes per key whatever clients send. The digest is keyed with the
+// table's random seeds: a client cannot make keys collide on purpose.
+func (t *bucketTable) digestKey(dst, key []byte) []byte {
+	if len(key) == 0 {
+		return dst
+	}
+	dst = binary.LittleEndian.AppendUint64(dst, maphash.Bytes(t.seed, key))
+	return binary.LittleEndian.AppendUint64(dst, maphash.Bytes(t.seed2, key))
 }
 
 // len counts the keys held, for tests and metrics.

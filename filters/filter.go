@@ -61,7 +61,8 @@ type Exchange struct {
 	// upstream, and the response phase of earlier steps sees an empty response.
 	Status int
 	Reason string
-	// Failed means the upstream produced no usable response (unreachable, timed out, malformed).
+	// Failed means the upstream failed to produce a usable response (unreachable, timed out,
+	// malformed). A 503 because weir's own connection limit to it was reached is not its failure.
 	Failed bool
 
 	ipBuf   [64]byte

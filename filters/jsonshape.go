@@ -22,11 +22,12 @@ import (
 // this order: target, allow, deny, rename, wrap. At least one of them must be set.
 //
 // A path is dotted keys through nested objects: "profile.email" is the "email" member of the
-// "profile" object. Paths do not go into arrays (a path meeting an array or a scalar on the way
-// matches nothing), and a key containing a dot cannot be named. allow, deny and rename are applied to
-// the root left after target; when that root is an array, they are applied to each element that is
-// an object, and other elements are kept as they are. Keys keep their order, and duplicate keys are
-// treated one by one like any other.
+// "profile" object. allow, deny and rename reach through arrays: where a path meets an array, the
+// rest of the path applies to each object in it (nested arrays too), so deny [profile.ssn] also
+// removes ssn from every object of a profile array; scalars in such arrays are kept. target does not
+// go into arrays (a target path meeting an array or a scalar matches nothing), and a key containing a
+// dot cannot be named. Keys keep their order, and duplicate keys are treated one by one like any
+// other.
 //
 // Only 2xx answers of the upstream (not 204 or 206, not to HEAD) with Content-Type application/json or
 // any type/subtype+json (parameters allowed) and no Content-Encoding other than identity are shaped.
@@ -168,7 +169,7 @@ func (lv *jsonLevel) kept(f *jsonField, v *ast.Node) bool {
 	case !lv.allowOnly:
 		return true
 	}
-	return f.keep || f.through && v.Type() == ast.V_OBJECT
+	return f.keep || f.through && (v.Type() == ast.V_OBJECT || v.Type() == ast.V_ARRAY)
 }
 
 // NewJSON validates cfg and builds the filter.
@@ -464,6 +465,11 @@ func (j *JSON) respond(x *Exchange) jsonSkip {
 		// The shaped tree pointed into body; nothing of it is used from here on.
 		resp.SetBody(out)
 		resp.Header.SetContentLength(len(out))
+		// The upstream's validators and digests describe the body it sent, not this one: a strong ETag
+		// would let a cache match conditional requests against the wrong representation.
+		for _, h := range [...]string{fasthttp.HeaderETag, "Content-Md5", "Digest", "Repr-Digest", "Content-Digest"} {
+			resp.Header.Del(h)
+		}
 	}
 	if cap(bufs.a) <= jsonPoolMaxBuf && cap(bufs.b) <= jsonPoolMaxBuf {
 		jsonBufPool.Put(bufs)
@@ -539,27 +545,37 @@ func (j *JSON) shapeRoot(raw string, out []byte) ([]byte, error) {
 	if perr != 0 {
 		return out, errJSONShape
 	}
-	if raw[0] == '{' {
-		return shapeObject(&n, j.root, out)
+	return shapeValue(&n, j.root, out)
+}
+
+// shapeValue appends v with lv's rules applied: to its members if it is an object, to each element if
+// it is an array (arrays nested in arrays too), and v as it is otherwise. Rules thus reach through
+// arrays: deny [profile.ssn] removes ssn from the profile object and from every object of a profile
+// array alike, so a denied field cannot slip out because the upstream sent a list.
+func shapeValue(v *ast.Node, lv *jsonLevel, out []byte) ([]byte, error) {
+	switch v.Type() {
+	case ast.V_OBJECT:
+		return shapeObject(v, lv, out)
+	case ast.V_ARRAY:
+	default:
+		return appendRaw(out, v)
 	}
 	out = append(out, '[')
 	var err error
 	for i := 0; ; i++ {
-		v := n.Index(i)
-		if v == nil {
+		e := v.Index(i)
+		if e == nil {
 			break
 		}
 		if i > 0 {
 			out = append(out, ',')
 		}
-		if v.Type() == ast.V_OBJECT {
-			out, err = shapeObject(v, j.root, out)
-		} else {
-			out, err = appendRaw(out, v)
-		}
-		if err != nil {
+		if out, err = shapeValue(e, lv, out); err != nil {
 			return out, err
 		}
+	}
+	if v.Type() != ast.V_ARRAY {
+		return out, errJSONShape // a syntax error turned the array into an error node
 	}
 	return append(out, ']'), nil
 }
@@ -608,8 +624,8 @@ func shapeObject(obj *ast.Node, lv *jsonLevel, out []byte) ([]byte, error) {
 		} else {
 			out = append(appendJSONKey(out, p.Key), ':')
 		}
-		if f != nil && f.sub != nil && p.Value.Type() == ast.V_OBJECT {
-			out, err = shapeObject(&p.Value, f.sub, out)
+		if f != nil && f.sub != nil {
+			out, err = shapeValue(&p.Value, f.sub, out)
 		} else {
 			out, err = appendRaw(out, &p.Value)
 		}

@@ -97,8 +97,9 @@ func TestJSON_ShapesBodies(t *testing.T) {
 			JSONConfig{Allow: []string{"profile"}}, user, `{"profile":{"email":"p@x.io","ssn":"123","name":"Ann Lee"}}`},
 		{"allow through a member that is not an object drops it",
 			JSONConfig{Allow: []string{"id", "profile.email"}}, `{"id":1,"profile":"none"}`, `{"id":1}`},
-		{"allow through an array drops it (paths do not go into arrays)",
-			JSONConfig{Allow: []string{"items.id"}}, `{"items":[{"id":1}]}`, `{}`},
+		{"allow reaches through an array into its objects",
+			JSONConfig{Allow: []string{"items.id"}}, `{"items":[{"id":1,"x":2},3,[{"id":4,"y":5}]],"z":1}`, `{"items":[{"id":1},3,[{"id":4}]]}`},
+		{"allow through a scalar drops it", JSONConfig{Allow: []string{"items.id"}}, `{"items":7}`, `{}`},
 		{"allow with only missing paths leaves an empty object", JSONConfig{Allow: []string{"nope", "a.b"}}, user, `{}`},
 		{"allow into an empty nested object", JSONConfig{Allow: []string{"p.a"}}, `{"p":{},"q":1}`, `{"p":{}}`},
 		// deny
@@ -108,7 +109,9 @@ func TestJSON_ShapesBodies(t *testing.T) {
 		{"deny inside an allowed object", JSONConfig{Allow: []string{"id", "profile"}, Deny: []string{"profile.ssn"}}, user,
 			`{"id":1,"profile":{"email":"p@x.io","name":"Ann Lee"}}`},
 		{"deny removes every duplicate of a key", JSONConfig{Deny: []string{"a"}}, `{"a":1,"b":2,"a":3}`, `{"b":2}`},
-		{"deny does not reach into arrays", JSONConfig{Deny: []string{"items.secret"}}, `{"items":[{"secret":1}]}`, `{"items":[{"secret":1}]}`},
+		{"deny reaches into arrays, nested ones too", JSONConfig{Deny: []string{"items.secret"}},
+			`{"items":[{"secret":1,"a":2},[{"secret":3}]]}`, `{"items":[{"a":2},[{}]]}`},
+		{"deny on an array root of arrays", JSONConfig{Deny: []string{"password"}}, `[[{"password":1,"id":2}]]`, `[[{"id":2}]]`},
 		// rename
 		{"rename keeps the member's position", JSONConfig{Rename: map[string]string{"email": "contact"}},
 			`{"id":1,"email":"a@x.io","name":"Ann"}`, `{"id":1,"contact":"a@x.io","name":"Ann"}`},
@@ -132,7 +135,7 @@ func TestJSON_ShapesBodies(t *testing.T) {
 		// array roots
 		{"an array root is shaped element by element, non-objects kept",
 			JSONConfig{Allow: []string{"id"}}, `[{"id":1,"x":2},3,"s",null,[{"id":9,"x":1}],{"x":1},{"id":2}]`,
-			`[{"id":1},3,"s",null,[{"id":9,"x":1}],{},{"id":2}]`},
+			`[{"id":1},3,"s",null,[{"id":9}],{},{"id":2}]`},
 		{"an array at the target is shaped element by element",
 			JSONConfig{Target: "data", Deny: []string{"secret"}, Wrap: "items"}, `{"data":[{"id":1,"secret":"s"},{"id":2}],"total":2}`,
 			`{"items":[{"id":1},{"id":2}]}`},
@@ -529,51 +532,81 @@ func TestJSON_OutputIsValidForRandomDocuments(t *testing.T) {
 
 // referenceShape applies the test's settings to a decoded document the slow, obvious way.
 func referenceShape(doc any) any {
+	bRules := func(b map[string]any) map[string]any {
+		nb := map[string]any{}
+		if v, ok := b["c"]; ok {
+			nb["y"] = v
+		}
+		return nb
+	}
+	dRules := func(d map[string]any) map[string]any {
+		nd := map[string]any{}
+		for k, v := range d {
+			if k != "x" {
+				nd[k] = v
+			}
+		}
+		return nd
+	}
 	shape := func(m map[string]any) map[string]any {
 		out := map[string]any{}
 		if v, ok := m["a"]; ok {
 			out["z"] = v
 		}
-		if b, ok := m["b"].(map[string]any); ok {
-			nb := map[string]any{}
-			if v, ok := b["c"]; ok {
-				nb["y"] = v
-			}
-			out["b"] = nb
+		switch b := m["b"].(type) {
+		case map[string]any, []any: // a scalar b has nothing the allow path could keep
+			out["b"] = throughArrays(b, bRules)
 		}
 		if d, ok := m["d"]; ok {
-			if dm, ok := d.(map[string]any); ok {
-				nd := map[string]any{}
-				for k, v := range dm {
-					if k != "x" {
-						nd[k] = v
-					}
-				}
-				d = nd
-			}
-			out["d"] = d
+			out["d"] = throughArrays(d, dRules)
 		}
 		return out
 	}
-	switch d := doc.(type) {
+	return throughArrays(doc, shape)
+}
+
+// throughArrays applies f to v if it is an object and to every object inside v if it is an array
+// (nested arrays too), and leaves other values as they are: how the filter's rules reach through arrays.
+func throughArrays(v any, f func(map[string]any) map[string]any) any {
+	switch t := v.(type) {
 	case map[string]any:
-		return shape(d)
+		return f(t)
 	case []any:
-		out := make([]any, len(d))
-		for i, e := range d {
-			if m, ok := e.(map[string]any); ok {
-				out[i] = shape(m)
-			} else {
-				out[i] = e
-			}
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = throughArrays(e, f)
 		}
 		return out
 	}
-	return doc
+	return v
 }
 
 func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
+}
+
+func TestJSON_ShapedBodyDropsTheUpstreamsValidators(t *testing.T) {
+	j, err := NewJSON(JSONConfig{Deny: []string{"secret"}, MaxBodyBytes: 1 << 20}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/x")
+	h := j.Wrap(handlerFunc(func(x *Exchange) {
+		x.Ctx.Response.Header.SetContentType("application/json")
+		x.Ctx.Response.Header.Set("ETag", `"abc"`)
+		x.Ctx.Response.Header.Set("Digest", "sha-256=xyz")
+		x.Ctx.Response.Header.Set("Cache-Control", "max-age=60")
+		x.Ctx.Response.SetBodyString(`{"id":1,"secret":2}`)
+	}))
+	x := AcquireExchange(&ctx)
+	defer ReleaseExchange(x)
+	h.Serve(x)
+	hdr := &ctx.Response.Header
+	if string(ctx.Response.Body()) != `{"id":1}` || len(hdr.Peek("ETag")) != 0 || len(hdr.Peek("Digest")) != 0 ||
+		string(hdr.Peek("Cache-Control")) != "max-age=60" {
+		t.Fatalf("body %s, ETag %q, Digest %q, Cache-Control %q", ctx.Response.Body(), hdr.Peek("ETag"), hdr.Peek("Digest"), hdr.Peek("Cache-Control"))
+	}
 }

@@ -94,10 +94,26 @@ func NewRateLimit(cfg RateLimitConfig, env Env) (*RateLimit, error) {
 	return r, nil
 }
 
-// policyValue states the quota as q requests per w whole seconds, the draft's only window unit.
+// policyValue states the quota as q requests per w seconds, both whole numbers (the draft's only
+// form): the configured rate and period when they are whole already, else the smallest whole window
+// in which the rate comes to a whole number of requests (3 per 2.5s is q=6;w=5), else the nearest
+// below.
 func policyValue(perPeriod float64, per time.Duration) []byte {
-	w := math.Max(1, math.Round(per.Seconds()))
-	q := math.Floor(perPeriod * w / per.Seconds())
+	q, w := perPeriod, per.Seconds()
+	if w < 1 || w != math.Trunc(w) || q != math.Trunc(q) {
+		r := perPeriod / per.Seconds()
+		q, w = math.Floor(r), 1
+		for s := 1.0; s <= 86400; s++ {
+			if x := r * s; x >= 1 && math.Abs(x-math.Round(x)) < 1e-9 {
+				q, w = math.Round(x), s
+				break
+			}
+		}
+		if q < 1 {
+			w = math.Ceil(1 / r)
+			q = math.Floor(r * w)
+		}
+	}
 	b := []byte(`"` + RateLimitPolicy + `";q=`)
 	b = strconv.AppendInt(b, int64(q), 10)
 	b = append(b, ";w="...)
@@ -138,7 +154,8 @@ func (s *rateLimitStep) limiter(x *Exchange, now time.Time) *rate.Limiter {
 		return s.table.get(clientKey(buf[:0], x), now)
 	case keyHeader:
 		// A request without the header gets the empty key: such requests share one bucket.
-		return s.table.get(x.Ctx.Request.Header.Peek(s.header), now)
+		var buf [16]byte
+		return s.table.get(s.table.digestKey(buf[:0], x.Ctx.Request.Header.Peek(s.header)), now)
 	}
 	return s.route
 }

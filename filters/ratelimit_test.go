@@ -151,6 +151,59 @@ func TestRateLimit_HeadersAndRetryAfterRoundedUp(t *testing.T) {
 	}
 }
 
+func TestRateLimit_PolicyStatesTheQuotaExactlyInWholeSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		rate float64
+		per  time.Duration
+		want string
+	}{
+		{100, time.Second, `"default";q=100;w=1`},
+		{600, time.Minute, `"default";q=600;w=60`},
+		{5, 200 * time.Millisecond, `"default";q=25;w=1`},
+		{1, 1400 * time.Millisecond, `"default";q=5;w=7`},
+		{0.5, time.Second, `"default";q=1;w=2`},
+		{3, 2500 * time.Millisecond, `"default";q=6;w=5`},
+	} {
+		if got := string(policyValue(tc.rate, tc.per)); got != tc.want {
+			t.Errorf("rate %g per %s: %s, want %s", tc.rate, tc.per, got, tc.want)
+		}
+	}
+}
+
+func TestBucketTable_MemoryIsBoundedForLongHeaderKeys(t *testing.T) {
+	r := newLimiterRig(t, RateLimitConfig{Rate: 1, Per: time.Hour, Burst: 1, Key: "header:X-Key", MaxKeys: 1000})
+	long := strings.Repeat("k", 8<<10)
+	r.do("", "X-Key", long+"1")
+	if st, _ := r.do("", "X-Key", long+"1"); st != 429 {
+		t.Fatal("the same long key did not share its bucket")
+	}
+	if st, _ := r.do("", "X-Key", long+"2"); st != 0 {
+		t.Fatal("a different long key shared a bucket")
+	}
+	tbl := r.h.(*rateLimitStep).table
+	for i := range tbl.shards {
+		for k := range tbl.shards[i].buckets {
+			if len(k) > 16 {
+				t.Fatalf("the table holds a %d-byte key; client keys must be stored as digests", len(k))
+			}
+		}
+	}
+}
+
+func TestBucketTable_SmallTablesUseTheirWholeCapacity(t *testing.T) {
+	clock := newFakeClock()
+	tbl := newBucketTable(1, 1, 100)
+	own := 0
+	for i := 0; i < 100; i++ {
+		if tbl.get([]byte(fmt.Sprint("client-", i)), clock.now()) != tbl.overflow {
+			own++
+		}
+	}
+	if own != 100 {
+		t.Fatalf("max_keys 100: only %d of 100 clients got their own bucket", own)
+	}
+}
+
 func TestRateLimit_KeysSeparateClients(t *testing.T) {
 	type req struct {
 		client string

@@ -38,8 +38,8 @@ type RewriteConfig struct {
 	// Path replaces the whole path with a template over the route's path parameters: with the route
 	// /api/users/{id}, "/v2/users/{id}" sends /api/users/42 as /v2/users/42. A catch-all parameter
 	// ({rest:*} in the route) is written {rest} and brings its slashes along. An absent optional
-	// parameter is empty. Parameters are read from the path as it is when this filter runs, so a path
-	// template must not follow another filter that changed the path. Default "": path kept.
+	// parameter is empty. Parameters are read from the path the route matched, even when an earlier
+	// filter rewrote it. Default "": path kept.
 	Path string `yaml:"path"`
 	// Regex rewrites the path with a regular expression: every match of pattern in the path is replaced
 	// by replace. Default: absent, path kept. Unlike the other settings it allocates per request.
@@ -293,7 +293,7 @@ func (s *rewriteStep) Serve(x *Exchange) {
 	case pathPrefix:
 		r.rewritePrefix(req.URI())
 	case pathTemplate:
-		r.rewriteTemplate(req.URI())
+		r.rewriteTemplate(req.URI(), x.Path)
 	case pathRegex:
 		r.rewriteRegex(req.URI())
 	}
@@ -307,16 +307,23 @@ func (s *rewriteStep) Serve(x *Exchange) {
 		r.reqHdr.applyRequest(&req.Header)
 		s.next.Serve(x)
 	} else {
-		// The server frames the response (a body or not, for HEAD) by the request's method after the
-		// handler returns, and the access log reports it: both must see the client's method.
-		var saved [24]byte
-		orig := append(saved[:0], req.Header.Method()...)
-		req.Header.SetMethod(r.method)
-		r.reqHdr.applyRequest(&req.Header)
-		s.next.Serve(x)
-		req.Header.SetMethodBytes(orig)
+		s.serveAs(x)
 	}
 	r.respHdr.applyResponse(&x.Ctx.Response.Header)
+}
+
+// serveAs runs the rest of the chain with the request's method rewritten. The server frames the
+// response (a body or not, for HEAD) by the request's method after the handler returns, and the access
+// log reports it: both must see the client's method, even when something after this step panics and
+// the gateway answers 500 instead, hence the defer.
+func (s *rewriteStep) serveAs(x *Exchange) {
+	req := &x.Ctx.Request
+	var saved [24]byte
+	orig := append(saved[:0], req.Header.Method()...)
+	defer req.Header.SetMethodBytes(orig)
+	req.Header.SetMethod(s.r.method)
+	s.r.reqHdr.applyRequest(&req.Header)
+	s.next.Serve(x)
 }
 
 // The path rewrites build the new decoded path in a stack buffer, escaping '%' so that SetPathBytes,
@@ -346,12 +353,19 @@ func (r *Rewrite) rewritePrefix(u *fasthttp.URI) {
 
 var rewriteSlash = []byte("/")
 
+// rewriteTemplate reads the route's parameters from routed, the path the route matched (the
+// gateway keeps it in Exchange.Path), not from the current path: an earlier filter may have rewritten
+// that, and the pattern would then read the wrong segments.
+//
 //go:noinline
-func (r *Rewrite) rewriteTemplate(u *fasthttp.URI) {
+func (r *Rewrite) rewriteTemplate(u *fasthttp.URI, routed []byte) {
+	if len(routed) == 0 {
+		routed = u.Path()
+	}
 	var params []pattern.Param
 	if r.pat != nil {
 		var pbuf [maxTemplateParams]pattern.Param
-		params = r.pat.Params(u.Path(), pbuf[:0])
+		params = r.pat.Params(routed, pbuf[:0])
 	}
 	var buf [rewritePathBuf]byte
 	b := buf[:0]
@@ -775,8 +789,23 @@ func rewriteHeaderProblem(name, op string, request bool) string {
 		return "Host is set with the host setting"
 	case lower == "x-request-id" && (writes || !request):
 		return "X-Request-Id is managed by the gateway"
+	case op == "add" && singleValued(lower, request):
+		// fasthttp keeps these outside its list of lines, one value each: Add would replace.
+		return fmt.Sprintf("%s holds a single value; use set", name)
 	}
 	return ""
+}
+
+func singleValued(lower string, request bool) bool {
+	switch lower {
+	case "content-type", "content-encoding":
+		return true
+	case "user-agent":
+		return request
+	case "server":
+		return !request
+	}
+	return false
 }
 
 func compileRewriteHeaders(field string, cfg HeaderRewrite, request bool) (rewriteHeaders, []error) {

@@ -567,3 +567,27 @@ func BenchmarkRewrite(b *testing.B) {
 		})
 	}
 }
+
+func TestRewrite_ClientMethodIsRestoredEvenWhenTheChainPanics(t *testing.T) {
+	rw, err := NewRewrite(RewriteConfig{Method: "GET"}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rw.Wrap(panicking{})
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("HEAD")
+	ctx.Request.SetRequestURI("/x")
+	x := AcquireExchange(&ctx)
+	defer ReleaseExchange(x)
+	func() {
+		defer func() { _ = recover() }()
+		h.Serve(x)
+	}()
+	if m := string(ctx.Request.Header.Method()); m != "HEAD" {
+		t.Fatalf("after a panic the request's method is %s; the 500 would be framed for it instead of HEAD", m)
+	}
+}
+
+type panicking struct{}
+
+func (panicking) Serve(*Exchange) { panic("bug after the rewrite") }

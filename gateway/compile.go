@@ -75,7 +75,8 @@ type compiler struct {
 	opts Options
 	snap *Snapshot // being built
 
-	filterSeen map[string]int // filter identities built so far, to tell identical filters of a route apart
+	filterSeen   map[string]int // filter identities built so far, to tell identical filters of a route apart
+	routeTargets string         // the target keys of the route being built, part of its filters' identity
 }
 
 // existingTarget finds a target with this key in the snapshot being built (pools may share one) or in
@@ -308,6 +309,12 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	}
 	if len(c.sink.list) > before {
 		return
+	}
+	c.routeTargets = ""
+	if r.Pool != nil {
+		for _, t := range r.Pool.Targets {
+			c.routeTargets += t.Key() + ";"
+		}
 	}
 	// defaults.filters are built for each route: every route gets its own limiter buckets and breaker.
 	env := filters.Env{Route: rc.Name, Pattern: pat, Now: c.opts.Now, Log: c.opts.Log.With().Str("route", rc.Name).Logger()}

@@ -1423,6 +1423,21 @@ routes:
 			want: []string{`test.yaml:12: upstreams.api: the document expands to more than 500000 values; are aliases (*name) multiplying it?`},
 		},
 		{
+			desc: "non-finite numbers",
+			yaml: pool + `routes:
+  - name: r
+    match: {path: /}
+    upstream: api
+    filters:
+      - rate_limit: {rate: .inf}
+      - circuit_breaker: {failure_ratio: .nan}
+`,
+			want: []string{
+				`test.yaml:10: routes[0].filters[0].rate_limit.rate: expected a finite number, got ".inf"`,
+				`test.yaml:11: routes[0].filters[1].circuit_breaker.failure_ratio: expected a finite number, got ".nan"`,
+			},
+		},
+		{
 			desc: "weights above 256",
 			yaml: `upstreams:
   api:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"slices"
 	"sort"
@@ -201,6 +202,10 @@ func (d nodeDecoder) value(n *yaml.Node, path string, v reflect.Value) {
 	case reflect.Float64:
 		var f float64
 		if d.expectScalar(n, path, "a number") && d.scalar(n, path, &f, "a number") {
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				d.fail(n, path, "expected a finite number, got %q", n.Value)
+				return
+			}
 			v.SetFloat(f)
 		}
 	default:

@@ -43,13 +43,14 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error)) filt
 		if len(c.sink.list) > before {
 			return nil
 		}
-		// The settings as decoded (defaults applied, map keys sorted) are the filter's fingerprint; the
-		// route's pattern is part of it too, since a rewrite template reads its parameters.
-		fingerprint, err := json.Marshal(cfg)
-		if err != nil {
-			panic(fmt.Sprintf("filter settings %T do not marshal: %v", cfg, err))
+		// The settings as decoded (defaults applied, map keys sorted) are the filter's fingerprint, with
+		// the route's pattern (a rewrite template reads its parameters) and upstream targets (a breaker
+		// judges them; it must not stay open for targets the route no longer uses).
+		var key string
+		var f filters.Filter
+		if fingerprint, err := json.Marshal(cfg); err == nil {
+			key, f = c.reuseFilter(fmt.Sprintf("%s|%s|%s|%T|%s", env.Route, env.Pattern.Text, c.routeTargets, cfg, fingerprint))
 		}
-		key, f := c.reuseFilter(fmt.Sprintf("%s|%s|%T|%s", env.Route, env.Pattern.Text, cfg, fingerprint))
 		if f == nil {
 			built, err := build(cfg, env)
 			if err != nil {
@@ -60,7 +61,9 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error)) filt
 			}
 			f = built
 		}
-		c.snap.filters[key] = f
+		if key != "" {
+			c.snap.filters[key] = f
+		}
 		return f
 	}
 }

@@ -262,3 +262,82 @@ routes:
 		t.Fatalf("second /b: %d, want 429 from the defaults' limiter", s)
 	}
 }
+
+func TestCircuitBreaker_RatioCountsOnlyJudgedRequests(t *testing.T) {
+	b := startSwitchableBackend(t, 500)
+	gw, _ := startGateway(t, filterConfig(b.addr, `      - circuit_breaker: {consecutive_failures: 0, failure_ratio: 0.5, min_requests: 10, open_timeout: 1h}
+      - rate_limit: {rate: 1, per: 1h, burst: 1, key: "header:X-K"}
+`))
+	req := func(key string) int {
+		r := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(r)
+		r.SetRequestURI("http://" + gw + "/x")
+		r.Header.Set("X-K", key)
+		return send(t, gw, r).StatusCode()
+	}
+	req("a") // reaches the upstream: a judged failure
+	for i := 0; i < 30; i++ {
+		if s := req("a"); s != 429 { // rejected after the breaker: not judged
+			t.Fatalf("repeat %d of key a: %d, want 429", i, s)
+		}
+	}
+	for i := 0; i < 9; i++ { // nine more judged failures: 10 of 10 judged requests failed
+		if s := req(fmt.Sprint("k", i)); s != 500 {
+			t.Fatalf("key k%d: %d, want the upstream's 500", i, s)
+		}
+	}
+	if s := req("fresh"); s != 503 {
+		t.Fatalf("after 10 judged failures out of 10: %d, want 503 (30 rejections must not dilute the ratio)", s)
+	}
+}
+
+func TestCircuitBreaker_ConnectionLimitIsNotTheUpstreamsFailure(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	addr := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/slow" { // what sendAsync requests
+			entered <- struct{}{}
+			<-release
+		}
+	})
+	gw, _ := startGateway(t, fmt.Sprintf(`upstreams:
+  backend:
+    max_conns_per_target: 1
+    conn_wait_timeout: 0s
+    targets: [{url: "http://%s"}]
+routes:
+  - name: r
+    match: {path: "/{rest:*}"}
+    upstream: backend
+    filters: [{circuit_breaker: {consecutive_failures: 1, open_timeout: 1h}}]
+`, addr))
+	held := sendAsync(gw)
+	<-entered
+	if s := get(t, gw, "/x").StatusCode(); s != 503 {
+		t.Fatalf("with the only connection busy: %d, want 503", s)
+	}
+	close(release)
+	<-held
+	if s := get(t, gw, "/x").StatusCode(); s != 200 {
+		t.Fatalf("after the connection freed up: %d, want 200 (weir's own limit must not open the breaker)", s)
+	}
+}
+
+func TestRewrite_TemplateReadsParametersFromTheRoutedPathAfterAnEarlierRewrite(t *testing.T) {
+	rec := startRecordingBackend(t, "rec", nil)
+	gw, _ := startGateway(t, fmt.Sprintf(`upstreams:
+  backend:
+    targets: [{url: "http://%s"}]
+defaults:
+  filters: [{rewrite: {strip_prefix: /api}}]
+routes:
+  - name: r
+    match: {path: "/api/users/{id}"}
+    upstream: backend
+    filters: [{rewrite: {path: "/v2/users/{id}"}}]
+`, rec.Addr))
+	get(t, gw, "/api/users/42")
+	if got := rec.take(t).Target; got != "/v2/users/42" {
+		t.Fatalf("upstream got %s, want /v2/users/42", got)
+	}
+}

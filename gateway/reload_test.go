@@ -341,6 +341,27 @@ func TestAdmin_HealthReadinessAndUnknownPaths(t *testing.T) {
 	}
 }
 
+func TestReload_BreakerStartsFreshWhenItsRouteMovesToOtherTargets(t *testing.T) {
+	dead := closedAddr(t)
+	alive := startBackend(t, func(ctx *fasthttp.RequestCtx) {})
+	cfg := func(target string) string {
+		return strings.Replace(reloadConfig("x", target, "/{rest:*}"), "filters: [", "filters: [{circuit_breaker: {consecutive_failures: 1, open_timeout: 1h}}, ", 1)
+	}
+	v1 := cfg(dead)
+	path := writeConfigFile(t, v1)
+	g := startRun(t, path)
+	statusAt(t, g.public, "/x") // 502: the breaker opens
+	if s := statusAt(t, g.public, "/x"); s != 503 {
+		t.Fatalf("breaker did not open: %d", s)
+	}
+	v2 := cfg(alive)
+	writeInPlace(t, path, v2)
+	g.waitApplied(t, v2)
+	if s := statusAt(t, g.public, "/x"); s != 200 {
+		t.Fatalf("after moving the route to a healthy target: %d, want 200 (the old breaker judged other targets)", s)
+	}
+}
+
 func TestReload_UnchangedFiltersKeepTheirStateChangedOnesStartFresh(t *testing.T) {
 	b := startSwitchableBackend(t, 200)
 	cfg := func(burst int, extraRoute string) string {

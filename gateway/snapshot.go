@@ -64,7 +64,7 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 	x.Target = t.Addr
 	if err := u.pool.Forward(&x.Ctx.Request, &x.Ctx.Response, t); err != nil {
 		f := upstream.Classify(err)
-		x.Failed = true
+		x.Failed = !f.Local
 		x.Reject(f.Status, f.Reason)
 		u.log.Warn().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("upstream", t.Addr).
 			Err(err).Msg(f.Reason)

@@ -13,14 +13,17 @@ import (
 type Failure struct {
 	Status int
 	Reason string
+	// Local means the gateway itself gave up (its connection limit to the target was reached): the
+	// target did not fail, so breakers and health checks should not count it.
+	Local bool
 }
 
 var (
-	failTimeout     = Failure{fasthttp.StatusGatewayTimeout, "upstream timed out"}
-	failNoConns     = Failure{fasthttp.StatusServiceUnavailable, "upstream connection limit reached"}
-	failTooLarge    = Failure{fasthttp.StatusBadGateway, "upstream response too large"}
-	failConnect     = Failure{fasthttp.StatusBadGateway, "upstream unreachable"}
-	failBadResponse = Failure{fasthttp.StatusBadGateway, "bad upstream response"}
+	failTimeout     = Failure{fasthttp.StatusGatewayTimeout, "upstream timed out", false}
+	failNoConns     = Failure{fasthttp.StatusServiceUnavailable, "upstream connection limit reached", true}
+	failTooLarge    = Failure{fasthttp.StatusBadGateway, "upstream response too large", false}
+	failConnect     = Failure{fasthttp.StatusBadGateway, "upstream unreachable", false}
+	failBadResponse = Failure{fasthttp.StatusBadGateway, "bad upstream response", false}
 )
 
 // Classify maps a Forward error to the status the client gets.
