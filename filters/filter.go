@@ -43,9 +43,11 @@ func Chain(fs []Filter, terminal Handler) Handler {
 // request. Nothing in it may be kept after the request ends.
 type Exchange struct {
 	Ctx *fasthttp.RequestCtx
-	// Route is the matched route's name; Target the address of the upstream target that served it.
-	Route  string
-	Target string
+	// Route is the matched route's name; Target the address of the upstream target that served it
+	// (the last one tried), after Attempts tries.
+	Route    string
+	Target   string
+	Attempts int
 	// Client is the client's address: the peer, or for a trusted proxy the address it reports in
 	// X-Forwarded-For. ClientIP is the same in text form.
 	Client   netip.Addr

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +64,83 @@ func CompileWith(file string, data []byte, opts Options) (*Snapshot, error) {
 		return nil, err
 	}
 	return snap, nil
+}
+
+// resilience checks and maps health_check, passive_health and retries.
+func (c *compiler) resilience(path string, uc *UpstreamConfig, st *upstream.Settings) {
+	if hc := uc.HealthCheck; hc != nil {
+		hp := path + ".health_check"
+		if !strings.HasPrefix(hc.Path, "/") {
+			c.problem(hp+".path", "must be a path starting with /, got %q", hc.Path)
+		}
+		c.positive(hp+".interval", hc.Interval)
+		c.positive(hp+".timeout", hc.Timeout)
+		if hc.HealthyThreshold < 1 {
+			c.problem(hp+".healthy_threshold", "must be 1 or more")
+		}
+		if hc.UnhealthyThreshold < 1 {
+			c.problem(hp+".unhealthy_threshold", "must be 1 or more")
+		}
+		check := &upstream.HealthCheck{Path: hc.Path, Interval: hc.Interval, Timeout: hc.Timeout,
+			HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold}
+		if hc.ExpectedStatuses == nil {
+			for s := 200; s < 300; s++ {
+				check.Expected[s/64] |= 1 << (s % 64)
+			}
+		}
+		for i, s := range hc.ExpectedStatuses {
+			if s < 100 || s > 599 {
+				c.problem(fmt.Sprintf("%s.expected_statuses[%d]", hp, i), "%d is not an HTTP status", s)
+				continue
+			}
+			check.Expected[s/64] |= 1 << (s % 64)
+		}
+		st.HealthCheck = check
+	}
+	ph := uc.PassiveHealth
+	if ph.ConsecutiveFailures < 0 {
+		c.problem(path+".passive_health.consecutive_failures", "must be 0 (off) or more")
+	}
+	if ph.ConsecutiveFailures > 0 {
+		c.positive(path+".passive_health.ejection_time", ph.EjectionTime)
+		if ph.MaxEjectionTime < ph.EjectionTime {
+			c.problem(path+".passive_health.max_ejection_time", "must be at least ejection_time (%s)", ph.EjectionTime)
+		}
+	}
+	st.Passive = upstream.Passive{ConsecutiveFailures: ph.ConsecutiveFailures, EjectionTime: ph.EjectionTime, MaxEjectionTime: ph.MaxEjectionTime}
+
+	rc := uc.Retries
+	rp := path + ".retries"
+	if rc.Attempts < 1 {
+		c.problem(rp+".attempts", "must be 1 (no retries) or more")
+	}
+	if rc.BudgetRatio < 0 || rc.BudgetRatio > 1 {
+		c.problem(rp+".budget_ratio", "must be between 0 and 1, got %g", rc.BudgetRatio)
+	}
+	if rc.MinRetriesPerSecond < 0 {
+		c.problem(rp+".min_retries_per_second", "must be 0 or more")
+	}
+	if rc.Deadline < 0 {
+		c.problem(rp+".deadline", "must be more than zero")
+	}
+	st.Retry = upstream.Retry{Attempts: rc.Attempts, BudgetRatio: rc.BudgetRatio, MinPerSecond: rc.MinRetriesPerSecond, Deadline: rc.Deadline}
+	on := rc.On
+	if on == nil {
+		on = []string{"connect_failure"}
+	}
+	for i, w := range on {
+		status, err := strconv.Atoi(w)
+		switch {
+		case w == "connect_failure":
+			st.Retry.OnConnect = true
+		case w == "timeout":
+			st.Retry.OnTimeout = true
+		case err == nil && status >= 500 && status <= 599:
+			st.Retry.Statuses[status/64] |= 1 << (status % 64)
+		default:
+			c.problem(fmt.Sprintf("%s.on[%d]", rp, i), "unknown retry condition %q; use connect_failure, timeout or a 5xx status", w)
+		}
+	}
 }
 
 // maxWeight bounds target weights: the hash balancer gives each target 160 ring points per unit of
@@ -213,7 +291,9 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 		MaxResponseBytes: int(uc.MaxResponseBytes),
 
 		MaxResponseHeaderBytes: int(uc.MaxResponseHeaderBytes),
+		Log:                    c.opts.Log,
 	}
+	c.resilience(path, uc, &st)
 	var err error
 	st.Balancer, err = upstream.ParseBalancer(uc.Balancer)
 	balancerOK := err == nil

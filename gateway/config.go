@@ -98,6 +98,54 @@ type UpstreamConfig struct {
 	// MaxResponseHeaderBytes caps the response status line plus headers; a larger head gets 502.
 	// Each open connection to a target holds a read buffer of this size.
 	MaxResponseHeaderBytes Size `yaml:"max_response_header_bytes" default:"16KiB"`
+	// HealthCheck, when set, checks every target actively. Targets start healthy.
+	HealthCheck *HealthCheckConfig `yaml:"health_check"`
+	// PassiveHealth ejects targets that fail requests in a row.
+	PassiveHealth PassiveHealthConfig `yaml:"passive_health"`
+	// Retries retries failed requests on other targets.
+	Retries RetriesConfig `yaml:"retries"`
+}
+
+// HealthCheckConfig is an upstream's active health check.
+type HealthCheckConfig struct {
+	// Path is requested with GET on each target.
+	Path string `yaml:"path" default:"/healthz"`
+	// Interval is the time between checks of one target.
+	Interval time.Duration `yaml:"interval" default:"5s"`
+	// Timeout bounds one check.
+	Timeout time.Duration `yaml:"timeout" default:"1s"`
+	// HealthyThreshold passes in a row bring a failing target back.
+	HealthyThreshold int `yaml:"healthy_threshold" default:"2"`
+	// UnhealthyThreshold failures in a row take a target out of rotation.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold" default:"3"`
+	// ExpectedStatuses pass the check; absent means any 2xx.
+	ExpectedStatuses []int `yaml:"expected_statuses"`
+}
+
+// PassiveHealthConfig is outlier ejection.
+type PassiveHealthConfig struct {
+	// ConsecutiveFailures (connect errors, timeouts, 5xx) in a row eject a target; 0 turns it off.
+	ConsecutiveFailures int `yaml:"consecutive_failures" default:"5"`
+	// EjectionTime is the first ejection's length; each ejection in a row doubles it.
+	EjectionTime time.Duration `yaml:"ejection_time" default:"30s"`
+	// MaxEjectionTime caps the doubling.
+	MaxEjectionTime time.Duration `yaml:"max_ejection_time" default:"5m"`
+}
+
+// RetriesConfig says which failed requests are tried again, on another target where there is one.
+type RetriesConfig struct {
+	// Attempts is the most tries per request, the first included; 1 turns retries off.
+	Attempts int `yaml:"attempts" default:"2"`
+	// On lists what is retried: connect_failure (any method when no connection could be made; for
+	// idempotent methods also a connection closed before any response), timeout and HTTP statuses
+	// (idempotent methods only: GET, HEAD, OPTIONS, PUT, DELETE).
+	On []string `yaml:"on"`
+	// BudgetRatio caps retries at this share of the upstream's requests over the last 10 seconds.
+	BudgetRatio float64 `yaml:"budget_ratio" default:"0.2"`
+	// MinRetriesPerSecond is allowed on top of the ratio, so that a quiet upstream can still retry.
+	MinRetriesPerSecond int `yaml:"min_retries_per_second" default:"3"`
+	// Deadline bounds all of a request's attempts together; absent means attempts × timeout.
+	Deadline time.Duration `yaml:"deadline"`
 }
 
 // TargetConfig is one backend of a pool.

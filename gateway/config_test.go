@@ -1438,6 +1438,28 @@ routes:
 			},
 		},
 		{
+			desc: "health checks, passive health and retries",
+			yaml: `upstreams:
+  api:
+    targets: [{url: "http://127.0.0.1:9001"}]
+    health_check: {path: healthz, interval: 0s, expected_statuses: [99]}
+    passive_health: {consecutive_failures: 3, ejection_time: 1m, max_ejection_time: 10s}
+    retries: {attempts: 0, on: [connect_failure, 404, sometimes], budget_ratio: 2}
+routes:
+  - {name: r, match: {path: /}, upstream: api}
+`,
+			want: []string{
+				`test.yaml:4: upstreams.api.health_check.path: must be a path starting with /, got "healthz"`,
+				`test.yaml:4: upstreams.api.health_check.interval: must be more than zero`,
+				`test.yaml:4: upstreams.api.health_check.expected_statuses[0]: 99 is not an HTTP status`,
+				`test.yaml:5: upstreams.api.passive_health.max_ejection_time: must be at least ejection_time (1m0s)`,
+				`test.yaml:6: upstreams.api.retries.attempts: must be 1 (no retries) or more`,
+				`test.yaml:6: upstreams.api.retries.budget_ratio: must be between 0 and 1, got 2`,
+				`test.yaml:6: upstreams.api.retries.on[1]: unknown retry condition "404"; use connect_failure, timeout or a 5xx status`,
+				`test.yaml:6: upstreams.api.retries.on[2]: unknown retry condition "sometimes"; use connect_failure, timeout or a 5xx status`,
+			},
+		},
+		{
 			desc: "weights above 256",
 			yaml: `upstreams:
   api:

@@ -114,8 +114,10 @@ func TestCircuitBreaker_TripsOnConsecutiveFailuresThenProbesAndCloses(t *testing
 }
 
 func TestCircuitBreaker_FailedProbeReopensAndTransportErrorsCount(t *testing.T) {
-	gw, _ := startGateway(t, filterConfig(closedAddr(t), `      - circuit_breaker: {consecutive_failures: 2, open_timeout: 100ms}
-`))
+	// Retries and ejection off: this is about the breaker alone.
+	cfg := strings.Replace(filterConfig(closedAddr(t), `      - circuit_breaker: {consecutive_failures: 2, open_timeout: 100ms}
+`), "targets:", "retries: {attempts: 1}\n    passive_health: {consecutive_failures: 0}\n    targets:", 1)
+	gw, _ := startGateway(t, cfg)
 	for i := 0; i < 2; i++ {
 		if s := get(t, gw, "/x").StatusCode(); s != 502 {
 			t.Fatalf("status %d, want 502 from the unreachable target", s)

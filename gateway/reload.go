@@ -133,6 +133,7 @@ func (r *Reloader) Reload(trigger string) Attempt {
 			log.Error().Strs("problems", a.Problems).Msg("config reload rejected; the running config stays")
 			break
 		}
+		next.activate()
 		r.srv.current.Store(next)
 		prev.retire(next, r.grace)
 		r.grace = drainGrace(next)

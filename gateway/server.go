@@ -34,6 +34,7 @@ func NewServer(snap *Snapshot, log zerolog.Logger, accessOut io.Writer) *Server 
 	s := &Server{log: log, started: snap}
 	s.access = zerolog.New(accessOut).With().Timestamp().Logger()
 	s.current.Store(snap)
+	snap.activate()
 	sc := snap.Server
 	s.fast = &fasthttp.Server{
 		Handler:      s.handle,
@@ -136,6 +137,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 		Int64("duration_us", time.Since(ctx.Time()).Microseconds()).
 		Str("route", x.Route).
 		Str("upstream", x.Target).
+		Int("attempts", x.Attempts).
 		Msg("")
 	filters.ReleaseExchange(x)
 }

@@ -60,14 +60,21 @@ type upstreamStep struct {
 }
 
 func (u upstreamStep) Serve(x *filters.Exchange) {
-	t := u.pool.Pick(&x.Ctx.Request, x.ClientIP)
-	x.Target = t.Addr
-	if err := u.pool.Forward(&x.Ctx.Request, &x.Ctx.Response, t); err != nil {
+	t, attempts, err := u.pool.Do(&x.Ctx.Request, &x.Ctx.Response, x.ClientIP)
+	x.Attempts = attempts
+	if t != nil {
+		x.Target = t.Addr
+	}
+	if err != nil {
 		f := upstream.Classify(err)
+		if f.Status == fasthttp.StatusBadGateway && u.pool.NoneAvailable() {
+			// Every target is known down: that is the gateway having nowhere to send the request.
+			f = upstream.Failure{Status: fasthttp.StatusServiceUnavailable, Reason: "no healthy upstream target"}
+		}
 		x.Failed = !f.Local
 		x.Reject(f.Status, f.Reason)
-		u.log.Warn().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("upstream", t.Addr).
-			Err(err).Msg(f.Reason)
+		u.log.Warn().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("upstream", x.Target).
+			Int("attempts", attempts).Err(err).Msg(f.Reason)
 	}
 }
 
@@ -175,7 +182,14 @@ func allowed(tables []*routeTable, path string) string {
 // Pools returns the snapshot's upstream pools by name.
 func (s *Snapshot) Pools() map[string]*upstream.Pool { return s.pools }
 
-// Close drops the idle connections of the snapshot's targets, at shutdown.
+// activate starts what a snapshot runs only while it serves: its pools' active health checks.
+func (s *Snapshot) activate() {
+	for _, p := range s.pools {
+		p.Activate()
+	}
+}
+
+// Close stops the snapshot's health checks and drops its targets' idle connections, at shutdown.
 func (s *Snapshot) Close() {
 	for _, t := range s.targets {
 		t.Drain(0)

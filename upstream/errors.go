@@ -2,7 +2,9 @@ package upstream
 
 import (
 	"errors"
+	"io"
 	"net"
+	"syscall"
 
 	"github.com/valyala/fasthttp"
 )
@@ -23,6 +25,7 @@ var (
 	failNoConns     = Failure{fasthttp.StatusServiceUnavailable, "upstream connection limit reached", true}
 	failTooLarge    = Failure{fasthttp.StatusBadGateway, "upstream response too large", false}
 	failConnect     = Failure{fasthttp.StatusBadGateway, "upstream unreachable", false}
+	failClosed      = Failure{fasthttp.StatusBadGateway, "upstream closed the connection", false}
 	failBadResponse = Failure{fasthttp.StatusBadGateway, "bad upstream response", false}
 )
 
@@ -45,6 +48,11 @@ func Classify(err error) Failure {
 	// Refused or reset while dialing: nothing was sent.
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		return failConnect
+	// Closed or reset before any of the response arrived (a target going down, say): the request may
+	// or may not have been acted on.
+	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return failClosed
 	}
 	// Closed mid-response, malformed status line or framing, TLS failures: the target answered wrongly.
 	return failBadResponse

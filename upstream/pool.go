@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 )
 
@@ -19,6 +21,7 @@ type Target struct {
 	key    string
 	scheme string
 	client *fasthttp.HostClient
+	health health
 }
 
 // InFlight is the number of requests this target is serving for the gateway right now.
@@ -32,6 +35,7 @@ func (t *Target) Key() string { return t.key }
 // connections. Call it on a target no snapshot uses any more. Connections still busy after grace are
 // closed when their request ends, by fasthttp's idle-connection cleaner, whose goroutine then exits.
 func (t *Target) Drain(grace time.Duration) {
+	t.stopChecks()
 	for deadline := time.Now().Add(grace); t.InFlight() > 0 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -46,7 +50,13 @@ type Pool struct {
 	hashKey HashKey
 	timeout time.Duration
 
-	balancer balancer
+	balancer *balancer
+	check    *HealthCheck
+	passive  Passive
+	retry    Retry
+	budget   retryBudget
+	degraded atomic.Bool // no target was available at the last pick; logged once per episode
+	log      zerolog.Logger
 }
 
 // Timeout is the pool's per-request upstream timeout.
@@ -55,7 +65,14 @@ func (p *Pool) Timeout() time.Duration { return p.timeout }
 // NewPool builds a pool from validated settings. A target for which existing returns one with the same
 // key is reused, connections and all; the others are new and open connections lazily on first use.
 func NewPool(s Settings, existing func(key string) *Target) *Pool {
-	p := &Pool{Name: s.Name, hashKey: s.HashKey, timeout: s.Timeout}
+	p := &Pool{Name: s.Name, hashKey: s.HashKey, timeout: s.Timeout, check: s.HealthCheck, passive: s.Passive,
+		retry: s.Retry, log: s.Log}
+	if p.retry.Attempts < 1 {
+		p.retry.Attempts = 1
+	}
+	if p.retry.Deadline <= 0 {
+		p.retry.Deadline = time.Duration(p.retry.Attempts) * s.Timeout
+	}
 	for _, spec := range s.Targets {
 		key := targetKey(spec, s)
 		t := existing(key)
@@ -73,11 +90,27 @@ func NewPool(s Settings, existing func(key string) *Target) *Pool {
 	return p
 }
 
-// targetKey names a target by its address and the settings of its connection pool. The attempt timeout
-// is not among them: it is passed with each request.
+// targetKey names a target by its address and the settings of its connection pool and its active
+// health check (which runs from the target). The attempt timeout is not among them: it is passed with
+// each request.
 func targetKey(spec TargetSpec, s Settings) string {
-	return fmt.Sprintf("%s tls=%t connect=%s conns=%d wait=%s idle=%s body=%d head=%d", spec.Addr, spec.TLS,
-		s.ConnectTimeout, s.MaxConns, s.ConnWaitTimeout, s.IdleConnTimeout, s.MaxResponseBytes, s.MaxResponseHeaderBytes)
+	check := "none"
+	if hc := s.HealthCheck; hc != nil {
+		check = fmt.Sprintf("%s/%s/%s/%d/%d/%x", hc.Path, hc.Interval, hc.Timeout, hc.HealthyThreshold, hc.UnhealthyThreshold, hc.Expected)
+	}
+	return fmt.Sprintf("%s tls=%t connect=%s conns=%d wait=%s idle=%s body=%d head=%d check=%s", spec.Addr, spec.TLS,
+		s.ConnectTimeout, s.MaxConns, s.ConnWaitTimeout, s.IdleConnTimeout, s.MaxResponseBytes, s.MaxResponseHeaderBytes, check)
+}
+
+// Activate starts the pool's active health checks (on targets that do not run them yet). It is called
+// when a snapshot goes live, so that compiling a config to validate it starts nothing.
+func (p *Pool) Activate() {
+	if p.check == nil {
+		return
+	}
+	for _, t := range p.Targets {
+		t.startChecks(p.check, p.log)
+	}
 }
 
 func newHostClient(spec TargetSpec, s Settings) *fasthttp.HostClient {
@@ -115,21 +148,19 @@ func dialerWithTimeout(connect time.Duration) fasthttp.DialFuncWithTimeout {
 	}
 }
 
-// Pick chooses the target for one attempt. clientIP is only read by a client_ip hash key.
-func (p *Pool) Pick(req *fasthttp.Request, clientIP []byte) *Target {
-	var key []byte
+// hashKeyOf reads the hash balancer's key from the request. clientIP is only read by a client_ip key.
+func (p *Pool) hashKeyOf(req *fasthttp.Request, clientIP []byte) []byte {
 	switch p.hashKey.Source {
-	case HashNone:
 	case HashClientIP:
-		key = clientIP
+		return clientIP
 	case HashHeader:
-		key = req.Header.Peek(p.hashKey.Name)
+		return req.Header.Peek(p.hashKey.Name)
 	case HashCookie:
-		key = req.Header.Cookie(p.hashKey.Name)
+		return req.Header.Cookie(p.hashKey.Name)
 	case HashPath:
-		key = req.URI().Path()
+		return req.URI().Path()
 	}
-	return p.balancer.pick(key)
+	return nil
 }
 
 // Forward sends req to t and reads the answer into resp, both the server's own objects so nothing is
@@ -137,7 +168,7 @@ func (p *Pool) Pick(req *fasthttp.Request, clientIP []byte) *Target {
 // adding forwarding headers of its own); Forward makes the message fit for the hop: it speaks HTTP/1.1
 // upstream whatever the client spoke, keeps fasthttp from adding headers the client did not send, and
 // strips the response's hop-by-hop headers. On error resp is reset and the caller answers.
-func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target) error {
+func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target, timeout time.Duration) error {
 	// Whether the client connection closes was decided before the handler ran; the upstream
 	// connection's fate is separate, so a client's "Connection: close" must not travel.
 	req.Header.ResetConnectionClose()
@@ -153,7 +184,7 @@ func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target
 	req.URI().SetScheme(t.scheme)
 	req.UseHostHeader = true
 
-	err := t.client.DoTimeout(req, resp, p.timeout)
+	err := t.client.DoTimeout(req, resp, timeout)
 
 	if http10 {
 		// The server reads the protocol after the handler to decide keep-alive for the client.

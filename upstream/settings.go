@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // Settings is a validated pool description. The gateway builds it from config.yaml with the Parse*
@@ -28,6 +30,11 @@ type Settings struct {
 	MaxResponseBytes int           // buffered response body cap
 	// MaxResponseHeaderBytes caps the response line plus headers (fasthttp's read buffer).
 	MaxResponseHeaderBytes int
+
+	HealthCheck *HealthCheck // nil: no active checks
+	Passive     Passive
+	Retry       Retry
+	Log         zerolog.Logger // ejections, health changes
 }
 
 // TargetSpec is one parsed target URL.

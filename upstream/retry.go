@@ -1,0 +1,177 @@
+package upstream
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Retry is a pool's retry policy.
+type Retry struct {
+	// Attempts is the most tries a request gets, the first included; 1 means no retry.
+	Attempts int
+	// OnConnect retries requests whose connection could not be made (they never reached a target, so
+	// any method may be retried) and idempotent requests whose connection closed before any response
+	// (a target going down mid-request).
+	OnConnect bool
+	// OnTimeout and Statuses retry idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE) that timed
+	// out or got one of these statuses.
+	OnTimeout bool
+	Statuses  [10]uint64 // bit set of statuses 0..639
+	// BudgetRatio caps retries at this share of the pool's requests over the last budgetWindow, plus
+	// MinPerSecond, so that an outage does not multiply the load on what is left.
+	BudgetRatio  float64
+	MinPerSecond int
+	// Deadline bounds a request's attempts together; each attempt still gets at most the pool's Timeout.
+	Deadline time.Duration
+}
+
+func (r *Retry) onStatus(status int) bool {
+	return status >= 0 && status < 640 && r.Statuses[status/64]&(1<<(status%64)) != 0
+}
+
+// budgetWindow is the period the retry budget looks back over, in one-second buckets.
+const budgetWindow = 10
+
+// retryBudget counts a pool's requests and retries per second over the last budgetWindow seconds.
+type retryBudget struct {
+	mu       sync.Mutex
+	second   int64 // Unix second of buckets[0]'s slot
+	requests [budgetWindow]int
+	retries  [budgetWindow]int
+}
+
+func (b *retryBudget) slot(now int64) int {
+	if now-b.second >= budgetWindow {
+		b.requests, b.retries, b.second = [budgetWindow]int{}, [budgetWindow]int{}, now
+	}
+	for b.second < now-budgetWindow+1 {
+		// Clear the buckets of the seconds that left the window.
+		b.second++
+		i := int((b.second + budgetWindow - 1) % budgetWindow)
+		b.requests[i], b.retries[i] = 0, 0
+	}
+	return int(now % budgetWindow)
+}
+
+func (b *retryBudget) request(now int64) {
+	b.mu.Lock()
+	b.requests[b.slot(now)]++
+	b.mu.Unlock()
+}
+
+// allow takes a retry from the budget if it has one.
+func (b *retryBudget) allow(now int64, ratio float64, minPerSecond int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := b.slot(now)
+	requests, retries := 0, 0
+	for k := range b.requests {
+		requests += b.requests[k]
+		retries += b.retries[k]
+	}
+	if float64(retries) >= math.Floor(ratio*float64(requests))+float64(minPerSecond*budgetWindow) {
+		return false
+	}
+	b.retries[i]++
+	return true
+}
+
+func idempotent(req *fasthttp.Request) bool {
+	h := &req.Header
+	return h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete()
+}
+
+// ErrNoTarget means no target could take the request: all were tried.
+var ErrNoTarget = errors.New("upstream: no target left to try")
+
+// Do sends req to the pool and reads the answer into resp, retrying on other targets as the policy
+// allows. It returns the last target tried (nil if none was), the number of attempts, and the last
+// attempt's error. A retried status answer is discarded; the last one is kept for the client.
+func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte) (last *Target, attempts int, err error) {
+	now := time.Now()
+	p.budget.request(now.Unix())
+	deadline := now.Add(p.retry.Deadline)
+	sel := selection{targets: p.Targets}
+	for {
+		sel.now = now.UnixNano()
+		i := p.pick(req, clientIP, &sel)
+		if i < 0 {
+			return last, attempts, ErrNoTarget
+		}
+		t := p.Targets[i]
+		if i < 64 {
+			sel.tried |= 1 << i
+		}
+		last, attempts = t, attempts+1
+		err = p.Forward(req, resp, t, min(p.timeout, time.Until(deadline)))
+		now = time.Now()
+
+		failure := Failure{}
+		if err != nil {
+			failure = Classify(err)
+		}
+		status := resp.StatusCode()
+		t.observe(&p.passive, err != nil && !failure.Local || err == nil && status >= 500, now, p.log)
+
+		if attempts >= p.retry.Attempts || now.After(deadline) || !p.retryable(req, err, failure, status) ||
+			!p.budget.allow(now.Unix(), p.retry.BudgetRatio, p.retry.MinPerSecond) {
+			return last, attempts, err
+		}
+		if sel.tried == uint64(1)<<min(len(p.Targets), 64)-1 {
+			sel.tried = 0 // every target was tried: a retry may go to any
+		}
+		resp.Reset()
+	}
+}
+
+// NoneAvailable reports whether every target of the pool is out of rotation (ejected or failing its
+// health checks).
+func (p *Pool) NoneAvailable() bool {
+	now := time.Now().UnixNano()
+	for _, t := range p.Targets {
+		if t.Available(now) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Pool) retryable(req *fasthttp.Request, err error, f Failure, status int) bool {
+	r := &p.retry
+	switch {
+	case err == nil:
+		return r.onStatus(status) && idempotent(req)
+	case f == failConnect:
+		return r.OnConnect
+	case f == failClosed:
+		return r.OnConnect && idempotent(req)
+	case f == failTimeout:
+		return r.OnTimeout && idempotent(req)
+	}
+	return false
+}
+
+// pick chooses the target for one attempt: a healthy, untried one as the balancer would, else (every
+// healthy target tried, or none healthy) any untried one, so that a pool whose targets all look
+// unhealthy spreads its traffic over all of them rather than failing everything.
+func (p *Pool) pick(req *fasthttp.Request, clientIP []byte, sel *selection) int {
+	key := p.hashKeyOf(req, clientIP)
+	sel.anyHealth = false
+	if i := p.balancer.pick(key, sel); i >= 0 {
+		if p.degraded.Load() {
+			p.degraded.Store(false)
+			p.log.Info().Str("pool", p.Name).Msg("healthy upstream targets again")
+		}
+		return i
+	}
+	if sel.tried == 0 && !p.degraded.Load() {
+		p.degraded.Store(true)
+		p.log.Warn().Str("pool", p.Name).Msg("no healthy upstream target: spreading traffic over all of them")
+	}
+	sel.anyHealth = true
+	return p.balancer.pick(key, sel)
+}
