@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -59,11 +60,25 @@ func CompileWith(file string, data []byte, opts Options) (*Snapshot, error) {
 		return nil, sink.err()
 	}
 	c := compiler{cfg: cfg, sink: sink, opts: opts, filterSeen: map[string]int{}}
-	snap := c.snapshot()
+	snap := c.safeSnapshot()
 	if err := sink.err(); err != nil {
 		return nil, err
 	}
 	return snap, nil
+}
+
+// safeSnapshot turns a panic while compiling (a bug) into a problem: a reload must reject the file,
+// not take down the gateway serving the previous one.
+func (c *compiler) safeSnapshot() (s *Snapshot) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.opts.Log.Error().Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("panic while compiling a config")
+			c.sink.list = append(c.sink.list, Problem{File: c.cfg.File,
+				Msg: fmt.Sprintf("internal error while compiling this config (a bug in weir; please report it): %v", p)})
+			s = nil
+		}
+	}()
+	return c.snapshot()
 }
 
 // resilience checks and maps health_check, passive_health and retries.
@@ -154,7 +169,7 @@ type compiler struct {
 	snap *Snapshot // being built
 
 	filterSeen   map[string]int // filter identities built so far, to tell identical filters of a route apart
-	routeTargets string         // the target keys of the route being built, part of its filters' identity
+	routeTargets string         // the route's target URLs, sorted: part of a breaker's identity
 }
 
 // existingTarget finds a target with this key in the snapshot being built (pools may share one) or in
@@ -212,7 +227,6 @@ func (c *compiler) snapshot() *Snapshot {
 	switch lvl := c.cfg.Log.Level; lvl {
 	case "debug", "info", "warn", "error":
 		s.LogLevel, _ = zerolog.ParseLevel(lvl)
-		c.opts.Log = c.opts.Log.Level(s.LogLevel)
 	default:
 		c.problem("log.level", "unknown level %q; use debug, info, warn or error", lvl)
 	}
@@ -387,14 +401,19 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	if err != nil && rc.Match.Path != "" {
 		c.problem(path+".match.path", "%v", err)
 	}
-	if len(c.sink.list) > before {
+	// A problem found earlier for this route's keys may have kept this one from being recorded (see
+	// problem), so a missing pattern is checked itself: the filters below read it.
+	if len(c.sink.list) > before || pat == nil {
 		return
 	}
 	c.routeTargets = ""
 	if r.Pool != nil {
-		for _, t := range r.Pool.Targets {
-			c.routeTargets += t.Key() + ";"
+		addrs := make([]string, len(r.Pool.Targets))
+		for i, t := range r.Pool.Targets {
+			addrs[i] = t.URL
 		}
+		sort.Strings(addrs)
+		c.routeTargets = strings.Join(addrs, " ")
 	}
 	// defaults.filters are built for each route: every route gets its own limiter buckets and breaker.
 	env := filters.Env{Route: rc.Name, Pattern: pat, Now: c.opts.Now, Log: c.opts.Log.With().Str("route", rc.Name).Logger()}

@@ -1570,3 +1570,27 @@ routes:
 		},
 	})
 }
+
+// FuzzCompile checks that no config, however malformed, makes compiling panic: a reload compiles
+// whatever the file holds while the previous config serves. `go test` runs the seeds.
+func FuzzCompile(f *testing.F) {
+	for _, seed := range []string{
+		"routes: [0]\ndefaults: {filters: [{rate_limit: {rate: 1}}]}\n",
+		"upstreams: {u: {targets: [{url: http://127.0.0.1:9}]}}\nroutes:\n  - {name: r, match: /api/{rest:*}, upstream: u, filters: [{rewrite: {path: /x}}]}\n",
+		"upstreams: {u: {targets: [{url: http://127.0.0.1:9}]}}\ndefaults: {filters: [{json: {allow: [a]}}]}\nroutes:\n  - {name: r, match: {path: [\"/api\"]}, upstream: u}\n",
+		"upstreams: {u: {targets: [{url: http://127.0.0.1:9}]}}\nroutes:\n  - {name: r, match: {path: /x}, upstream: v, filters: [{circuit_breaker: {}}]}\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, config string) {
+		snap, err := Compile("fuzz.yaml", []byte(config))
+		if err == nil {
+			snap.Close()
+		} else if _, ok := err.(Problems); !ok {
+			t.Fatalf("error is %T, want Problems", err)
+		}
+		if err != nil && strings.Contains(err.Error(), "internal error") {
+			t.Fatalf("compiling panicked: %v", err)
+		}
+	})
+}

@@ -19,10 +19,10 @@ type filterKind func(c *compiler, settings *yaml.Node, path string, env filters.
 // struct is decoded strictly from the filter's mapping, so its yaml and default tags are the config
 // contract.
 var filterKinds = map[string]filterKind{
-	"rate_limit":      kindOf(filters.NewRateLimit),
-	"circuit_breaker": kindOf(filters.NewCircuitBreaker),
-	"rewrite":         kindOf(filters.NewRewrite),
-	"json":            kindOf(filters.NewJSON),
+	"rate_limit":      kindOf(filters.NewRateLimit, false),
+	"circuit_breaker": kindOf(filters.NewCircuitBreaker, true),
+	"rewrite":         kindOf(filters.NewRewrite, false),
+	"json":            kindOf(filters.NewJSON, false),
 }
 
 // kindOf adapts a constructor taking a settings struct C: the settings node is decoded strictly into C
@@ -31,7 +31,11 @@ var filterKinds = map[string]filterKind{
 //
 // A filter whose route, kind and decoded settings are the same as in the previous snapshot is taken over
 // from it, state and all, instead of being built again.
-func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error)) filterKind {
+//
+// judgesUpstream marks filters whose state is about the route's upstream targets (a breaker): their
+// identity includes the targets' addresses, so a reload that moves the route elsewhere starts them
+// fresh. Other filters keep their state through upstream changes.
+func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error), judgesUpstream bool) filterKind {
 	return func(c *compiler, settings *yaml.Node, path string, env filters.Env) filters.Filter {
 		var cfg C
 		before := len(c.sink.list)
@@ -44,12 +48,15 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error)) filt
 			return nil
 		}
 		// The settings as decoded (defaults applied, map keys sorted) are the filter's fingerprint, with
-		// the route's pattern (a rewrite template reads its parameters) and upstream targets (a breaker
-		// judges them; it must not stay open for targets the route no longer uses).
+		// the route's pattern (a rewrite template reads its parameters).
 		var key string
 		var f filters.Filter
 		if fingerprint, err := json.Marshal(cfg); err == nil {
-			key, f = c.reuseFilter(fmt.Sprintf("%s|%s|%s|%T|%s", env.Route, env.Pattern.Text, c.routeTargets, cfg, fingerprint))
+			targets := ""
+			if judgesUpstream {
+				targets = c.routeTargets
+			}
+			key, f = c.reuseFilter(fmt.Sprintf("%s|%s|%s|%T|%s", env.Route, env.Pattern.Text, targets, cfg, fingerprint))
 		}
 		if f == nil {
 			built, err := build(cfg, env)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/rs/zerolog"
 )
 
 // Reloader applies config file changes to a running Server: it reads the file, compiles a whole new
@@ -24,7 +27,8 @@ type Reloader struct {
 	opts  Options
 	grace time.Duration // how long removed targets may finish their in-flight requests
 
-	mu sync.Mutex // serializes reloads
+	mu     sync.Mutex // serializes reloads
+	closed bool       // set by Close: no more swaps
 
 	statusMu sync.Mutex
 	status   Status
@@ -47,17 +51,18 @@ type Attempt struct {
 	At      time.Time `json:"at"`
 	Trigger string    `json:"trigger"` // file change, interval, SIGHUP, admin
 	// Result is applied, unchanged (same content as the active config), rejected (the file is
-	// invalid; Problems says why) or unreadable.
+	// invalid; Problems says why), unreadable, or shutting down.
 	Result   string   `json:"result"`
 	Problems []string `json:"problems,omitempty"`
 }
 
 // Attempt results.
 const (
-	Applied    = "applied"
-	Unchanged  = "unchanged"
-	Rejected   = "rejected"
-	Unreadable = "unreadable"
+	Applied      = "applied"
+	Unchanged    = "unchanged"
+	Rejected     = "rejected"
+	Unreadable   = "unreadable"
+	ShuttingDown = "shutting down"
 )
 
 // NewReloader manages reloads of path into srv, whose current snapshot was loaded from data.
@@ -100,14 +105,35 @@ func (r *Reloader) Status() Status {
 }
 
 // Reload reads the config file and applies it if it changed and is valid.
-func (r *Reloader) Reload(trigger string) Attempt {
+func (r *Reloader) Reload(trigger string) Attempt { return r.reload(trigger, 0, false) }
+
+// reload is Reload with two refinements for reloads nobody asked for by hand. With settle > 0 the file
+// is read twice, settle apart, and left alone unless both reads agree: a writer still at work (an
+// in-place save that has written half the file, which may well parse) is waited for; its next write
+// brings another event. With quiet, a file with the active content records no attempt.
+func (r *Reloader) reload(trigger string, settle time.Duration, quiet bool) Attempt {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	a := Attempt{At: time.Now(), Trigger: trigger}
+	if r.closed {
+		a.Result = ShuttingDown
+		return a
+	}
 	log := r.opts.Log.With().Str("trigger", trigger).Str("file", r.path).Logger()
 
 	data, err := os.ReadFile(r.path)
+	if err == nil && settle > 0 {
+		time.Sleep(settle)
+		again, err2 := os.ReadFile(r.path)
+		if err2 != nil || !bytes.Equal(data, again) {
+			log.Debug().Msg("config file still changing; waiting for the writer to finish")
+			return a
+		}
+	}
 	hash := contentHash(data)
+	if quiet && err == nil && hash == r.Status().Hash {
+		return a
+	}
 	switch {
 	case err != nil:
 		a.Result, a.Problems = Unreadable, []string{err.Error()}
@@ -137,6 +163,7 @@ func (r *Reloader) Reload(trigger string) Attempt {
 		r.srv.current.Store(next)
 		prev.retire(next, r.grace)
 		r.grace = drainGrace(next)
+		zerolog.SetGlobalLevel(next.LogLevel)
 		a.Result = Applied
 		restart := restartRequired(r.srv.started, next)
 		log.Info().Str("hash", hash).Int("routes", len(next.Routes)).Msg("config reloaded")
@@ -153,8 +180,16 @@ func (r *Reloader) Reload(trigger string) Attempt {
 	return a
 }
 
+// Close stops the reloader: a reload running now finishes, and none swaps a snapshot afterwards. Run
+// calls it before shutting the server down, so the snapshot it closes is the last one.
+func (r *Reloader) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+}
+
 // restartRequired lists the settings in next that differ from those the process started with and are
-// only read at start: the listeners, their limits and timeouts, the log level, and reload itself.
+// only read at start: the listeners, their limits and timeouts, and reload itself.
 func restartRequired(started, next *Snapshot) []string {
 	var keys []string
 	diff := func(key string, a, b any) {
@@ -171,7 +206,6 @@ func restartRequired(started, next *Snapshot) []string {
 	diff("server.max_body_bytes", a.MaxBodyBytes, b.MaxBodyBytes)
 	diff("admin.listen", started.Admin.Listen, next.Admin.Listen)
 	diff("reload", started.Reload, next.Reload)
-	diff("log.level", started.Log.Level, next.Log.Level)
 	if keys == nil {
 		keys = []string{}
 	}
@@ -182,47 +216,63 @@ func restartRequired(started, next *Snapshot) []string {
 // until ctx ends. It watches the directory, not the file: an editor's rename-on-save replaces the file
 // (a watch on it dies with it), and a Kubernetes ConfigMap update swaps the ..data symlink without
 // an event naming the file at all. When the file is a symlink, the directory it resolves to is
-// watched too (and followed when a swap moves it), so writes to the real file are seen. Events are
-// debounced, and Reload skips content already active.
+// watched too (and followed when a swap moves it), so writes to the real file are seen.
 //
-// The watch is in place when Watch returns; the loop runs in the background until ctx ends.
-func (r *Reloader) Watch(ctx context.Context, watch bool, debounce, interval time.Duration) error {
-	// changed is raised (without blocking) for every event. fsnotify's channels are drained by a
-	// goroutine of their own: Add and Remove (in follow) can wait for fsnotify's reader, which may be
-	// waiting to deliver an event to whoever calls them.
+// Only events naming the file, its resolved target or ..data count, so a busy directory does not
+// postpone reloads; a burst is debounced, but never for more than four debounce periods.
+//
+// The watch is in place when Watch returns, and a change made before then (while weir was starting)
+// has been applied. The loop runs in the background until ctx ends; done is closed when it has.
+func (r *Reloader) Watch(ctx context.Context, watch bool, debounce, interval time.Duration) (done <-chan struct{}, err error) {
+	// changed is raised (without blocking) for every relevant event. fsnotify's channels are drained
+	// by a goroutine of their own: Add and Remove (in follow) can wait for fsnotify's reader, which may
+	// be waiting to deliver an event to whoever calls them.
 	changed := make(chan struct{}, 1)
 	var w *fsnotify.Watcher
-	resolvedDir := ""
-	follow := func() {
+	var resolvedDir string
+	var resolvedFile atomic.Value // string: the path the config file resolves to
+	resolvedFile.Store("")
+	// follow watches the directory the file resolves to, and reports whether that moved.
+	follow := func() bool {
 		real, err := filepath.EvalSymlinks(r.path)
-		if err != nil || filepath.Dir(real) == resolvedDir || filepath.Dir(real) == filepath.Dir(r.path) {
-			return
+		if err != nil {
+			return false
+		}
+		resolvedFile.Store(real)
+		dir := filepath.Dir(real)
+		if dir == resolvedDir || dir == filepath.Dir(r.path) {
+			return false
 		}
 		if resolvedDir != "" {
 			_ = w.Remove(resolvedDir)
 		}
-		resolvedDir = filepath.Dir(real)
+		resolvedDir = dir
 		if err := w.Add(resolvedDir); err != nil {
 			r.opts.Log.Warn().Err(err).Str("dir", resolvedDir).Msg("cannot watch the directory the config file resolves to")
 			resolvedDir = ""
 		}
+		return true
 	}
 	if watch {
-		var err error
 		if w, err = fsnotify.NewWatcher(); err != nil {
-			return fmt.Errorf("watching the config directory: %w", err)
+			return nil, fmt.Errorf("watching the config directory: %w", err)
 		}
 		if err := w.Add(filepath.Dir(r.path)); err != nil {
 			w.Close()
-			return fmt.Errorf("watching the config directory %s: %w", filepath.Dir(r.path), err)
+			return nil, fmt.Errorf("watching the config directory %s: %w", filepath.Dir(r.path), err)
 		}
 		follow()
+		base := filepath.Base(r.path)
 		go func() {
 			for {
 				select {
-				case _, ok := <-w.Events:
+				case ev, ok := <-w.Events:
 					if !ok {
 						return
+					}
+					name := filepath.Base(ev.Name)
+					if name != base && name != "..data" && ev.Name != resolvedFile.Load().(string) {
+						continue
 					}
 					select {
 					case changed <- struct{}{}:
@@ -237,11 +287,17 @@ func (r *Reloader) Watch(ctx context.Context, watch bool, debounce, interval tim
 			}
 		}()
 	}
-	go r.watchLoop(ctx, w, changed, follow, debounce, interval)
-	return nil
+	// A save between Run's first read and the watch being armed brought no event.
+	r.reload("start", 0, true)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		r.watchLoop(ctx, w, changed, follow, debounce, interval)
+	}()
+	return finished, nil
 }
 
-func (r *Reloader) watchLoop(ctx context.Context, w *fsnotify.Watcher, changed <-chan struct{}, follow func(),
+func (r *Reloader) watchLoop(ctx context.Context, w *fsnotify.Watcher, changed <-chan struct{}, follow func() bool,
 	debounce, interval time.Duration) {
 	if w != nil {
 		defer w.Close()
@@ -255,17 +311,34 @@ func (r *Reloader) watchLoop(ctx context.Context, w *fsnotify.Watcher, changed <
 	debounced := time.NewTimer(time.Hour)
 	debounced.Stop()
 	defer debounced.Stop()
+	var burst time.Time // first event of the burst being debounced
+	fileChanged := func() {
+		burst = time.Time{}
+		// Follow first: a write to a newly resolved directory after this is seen as an event.
+		follow()
+		r.reload("file change", debounce, false)
+		if follow() {
+			r.reload("file change", 0, true)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
-			debounced.Reset(debounce)
+			if burst.IsZero() {
+				burst = time.Now()
+			}
+			if time.Since(burst) >= 4*debounce {
+				debounced.Stop()
+				fileChanged()
+			} else {
+				debounced.Reset(debounce)
+			}
 		case <-debounced.C:
-			r.Reload("file change")
-			follow()
+			fileChanged()
 		case <-tick:
-			r.Reload("interval")
+			r.reload("interval", debounce, true)
 		}
 	}
 }

@@ -490,6 +490,7 @@ func TestReload_UnderLoadDropsNothing(t *testing.T) {
 	var mu sync.Mutex
 	var failures []string
 	var wg sync.WaitGroup
+	defer func() { stop.Store(true); wg.Wait() }() // also when the test fails midway
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func() {
@@ -505,7 +506,9 @@ func TestReload_UnderLoadDropsNothing(t *testing.T) {
 					(string(version[0]) != "A" && string(version[0]) != "B") {
 					failed.Add(1)
 					mu.Lock()
-					failures = append(failures, fmt.Sprintf("%v %d %q X-Config=%q", err, resp.StatusCode(), resp.Body(), version))
+					if len(failures) < 10 {
+						failures = append(failures, fmt.Sprintf("%v %d %q X-Config=%q", err, resp.StatusCode(), resp.Body(), version))
+					}
 					mu.Unlock()
 				}
 			}
@@ -616,5 +619,111 @@ func TestReload_ThousandReloadsLeaveNothingBehind(t *testing.T) {
 	}
 	if h1 > h0+h0/10+slack {
 		t.Errorf("heap grew from %d KiB to %d KiB", h0>>10, h1>>10)
+	}
+}
+
+// reloaderFor serves config v1 from a file and returns a Reloader for it (no watch).
+func reloaderFor(t *testing.T, v1 string) (*Reloader, string, string) {
+	t.Helper()
+	path := writeConfigFile(t, v1)
+	snap, err := Compile(path, []byte(v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, srv := serveSnapshot(t, snap)
+	return NewReloader(path, []byte(v1), srv, Options{Log: zerolog.New(testLogWriter{t})}), path, gw
+}
+
+func TestReload_AFileStillBeingWrittenIsNotApplied(t *testing.T) {
+	backend := startBackend(t, func(ctx *fasthttp.RequestCtx) {})
+	v1 := reloadConfig("1", backend, "/a")
+	r, path, _ := reloaderFor(t, v1)
+	// The writer has put down a prefix that parses (a config with one route fewer) and finishes during
+	// the settle time.
+	full := reloadConfig("2", backend, "/a", "/b", "/c")
+	partial := full[:strings.LastIndex(full, "  - name: r1")]
+	if _, err := Compile(path, []byte(partial)); err != nil {
+		t.Fatalf("the partial file should parse, to make the point: %v", err)
+	}
+	writeInPlace(t, path, partial)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		writeInPlace(t, path, full)
+	}()
+	if a := r.reload("file change", 150*time.Millisecond, false); a.Result != "" {
+		t.Fatalf("a file that changed between reads was %s", a.Result)
+	}
+	if r.Status().Hash != contentHash([]byte(v1)) {
+		t.Fatal("the partial file was applied")
+	}
+	if a := r.reload("file change", 50*time.Millisecond, false); a.Result != Applied || r.Status().Routes != 3 {
+		t.Fatalf("the finished file: %+v, %d routes", a, r.Status().Routes)
+	}
+}
+
+func TestReload_ASaveWhileTheWatchIsBeingSetUpIsApplied(t *testing.T) {
+	backend := startBackend(t, func(ctx *fasthttp.RequestCtx) {})
+	r, path, gw := reloaderFor(t, reloadConfig("1", backend, "/a"))
+	writeInPlace(t, path, reloadConfig("2", backend, "/a", "/b")) // before the watch exists: no event
+	ctx, cancel := context.WithCancel(context.Background())
+	done, err := r.Watch(ctx, true, 20*time.Millisecond, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); <-done }()
+	if s := statusAt(t, gw, "/b"); s != 200 {
+		t.Fatalf("/b after Watch returned: %d, want 200", s)
+	}
+}
+
+func TestReload_ABusyNeighbourFileDoesNotPostponeReloads(t *testing.T) {
+	backend := startBackend(t, func(ctx *fasthttp.RequestCtx) {})
+	r, path, _ := reloaderFor(t, reloadConfig("1", backend, "/a"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done, err := r.Watch(ctx, true, 100*time.Millisecond, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); <-done }()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a log file next to the config, written every 20ms
+		other := filepath.Join(filepath.Dir(path), "other.log")
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				os.WriteFile(other, []byte(fmt.Sprint(i)), 0o644)
+			}
+		}
+	}()
+	v2 := reloadConfig("2", backend, "/a", "/b")
+	writeInPlace(t, path, v2)
+	waitFor(t, "the change to apply despite the busy directory", func() bool { return r.Status().Hash == contentHash([]byte(v2)) })
+}
+
+func TestReload_LimiterKeepsItsBucketWhenItsPoolGainsATarget(t *testing.T) {
+	b1 := startBackend(t, func(ctx *fasthttp.RequestCtx) {})
+	b2 := startBackend(t, func(ctx *fasthttp.RequestCtx) {})
+	cfg := func(targets string) string {
+		return fmt.Sprintf(`upstreams:
+  backend:
+    targets: [%s]
+routes:
+  - {name: r, match: {path: /x}, upstream: backend, filters: [{rate_limit: {rate: 1, per: 1h, burst: 1}}]}
+`, targets)
+	}
+	v1 := cfg(fmt.Sprintf(`{url: "http://%s"}`, b1))
+	r, path, gw := reloaderFor(t, v1)
+	if s := statusAt(t, gw, "/x"); s != 200 {
+		t.Fatalf("first: %d", s)
+	}
+	writeInPlace(t, path, cfg(fmt.Sprintf(`{url: "http://%s"}, {url: "http://%s"}`, b1, b2)))
+	if a := r.Reload("test"); a.Result != Applied {
+		t.Fatalf("%+v", a)
+	}
+	if s := statusAt(t, gw, "/x"); s != 429 {
+		t.Fatalf("after scaling the pool out: %d, want 429 (a scale-out must not hand out a fresh burst)", s)
 	}
 }

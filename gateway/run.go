@@ -38,7 +38,9 @@ func Run(ctx context.Context, rc RunConfig) error {
 	if err != nil {
 		return err
 	}
-	log := rc.Log.Level(snap.LogLevel)
+	// log.level is global, so a reload can change it for every logger at once.
+	zerolog.SetGlobalLevel(snap.LogLevel)
+	log := rc.Log
 
 	ln, err := net.Listen("tcp", snap.Server.Listen)
 	if err != nil {
@@ -63,8 +65,9 @@ func Run(ctx context.Context, rc RunConfig) error {
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
+	var watchDone <-chan struct{}
 	if snap.Reload.Watch || snap.Reload.Interval > 0 {
-		if err := reloader.Watch(watchCtx, snap.Reload.Watch, snap.Reload.Debounce, snap.Reload.Interval); err != nil {
+		if watchDone, err = reloader.Watch(watchCtx, snap.Reload.Watch, snap.Reload.Debounce, snap.Reload.Interval); err != nil {
 			log.Error().Err(err).Msg("config changes will not be noticed; reload with SIGHUP or POST /reload")
 		}
 	}
@@ -93,14 +96,22 @@ loop:
 		}
 	}
 	srv.ready.Store(false)
+	// No reload may swap in a snapshot after this: the one Shutdown closes must be the last.
 	stopWatch()
+	if watchDone != nil {
+		<-watchDone
+	}
+	reloader.Close()
 	timeout := srv.Snapshot().Server.ShutdownTimeout
 	log.Info().Dur("timeout", timeout).Msg("shutting down: no new connections, waiting for in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if admin != nil {
-		_ = admin.fast.ShutdownWithContext(sctx)
-	}
+	// The admin listener stays up through the drain: /readyz says 503, /healthz 200.
+	defer func() {
+		if admin != nil {
+			_ = admin.fast.Shutdown()
+		}
+	}()
 	if err := srv.Shutdown(sctx); err != nil {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			return errors.Join(runErr, fmt.Errorf("shutdown: %w", err))

@@ -77,7 +77,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	snap := s.current.Load()
 	x := filters.AcquireExchange(ctx)
-	defer s.finish(ctx, x)
+	defer s.finish(ctx, x, snap)
 
 	requestID(ctx, x)
 	status, reason := checkRequest(ctx)
@@ -105,24 +105,24 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 // finish turns a panic into a 500 (fasthttp does not recover handler panics, so without this one bad
 // request would kill the process), then completes the exchange.
-func (s *Server) finish(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
+func (s *Server) finish(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *Snapshot) {
 	if p := recover(); p != nil {
 		s.log.Error().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("panic", fmt.Sprint(p)).
 			Bytes("stack", debug.Stack()).Msg("panic while serving a request")
 		ctx.Response.Reset()
 		x.Reject(fasthttp.StatusInternalServerError, "internal error")
 	}
-	s.complete(ctx, x)
+	s.complete(ctx, x, snap)
 }
 
 // complete renders a gateway-made answer if there is one, stamps the request ID, logs the request and
 // releases x.
-func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
+func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *Snapshot) {
 	if x.Status != 0 {
 		writeError(&ctx.Response, x.Status, x.Reason, x.RequestID)
 	}
 	setOnly(&ctx.Response.Header, headerRequestID, x.RequestID)
-	if !s.current.Load().Log.Access {
+	if !snap.Log.Access {
 		filters.ReleaseExchange(x)
 		return
 	}
@@ -162,7 +162,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	requestID(ctx, x)
 	recordTarget(ctx, x)
 	x.Reject(status, reason)
-	s.complete(ctx, x)
+	s.complete(ctx, x, s.current.Load())
 }
 
 // recordTarget keeps the host and path as the client sent them, for the access log: a rewrite filter

@@ -90,16 +90,17 @@ func NewPool(s Settings, existing func(key string) *Target) *Pool {
 	return p
 }
 
-// targetKey names a target by its address and the settings of its connection pool and its active
-// health check (which runs from the target). The attempt timeout is not among them: it is passed with
+// targetKey names a target by its address and the settings of its connection pool and of its health
+// (the active check runs from the target; passive ejection state lives in it), so pools that judge a
+// target differently do not share its state. The attempt timeout is not among them: it is passed with
 // each request.
 func targetKey(spec TargetSpec, s Settings) string {
 	check := "none"
 	if hc := s.HealthCheck; hc != nil {
 		check = fmt.Sprintf("%s/%s/%s/%d/%d/%x", hc.Path, hc.Interval, hc.Timeout, hc.HealthyThreshold, hc.UnhealthyThreshold, hc.Expected)
 	}
-	return fmt.Sprintf("%s tls=%t connect=%s conns=%d wait=%s idle=%s body=%d head=%d check=%s", spec.Addr, spec.TLS,
-		s.ConnectTimeout, s.MaxConns, s.ConnWaitTimeout, s.IdleConnTimeout, s.MaxResponseBytes, s.MaxResponseHeaderBytes, check)
+	return fmt.Sprintf("%s tls=%t connect=%s conns=%d wait=%s idle=%s body=%d head=%d check=%s passive=%+v", spec.Addr, spec.TLS,
+		s.ConnectTimeout, s.MaxConns, s.ConnWaitTimeout, s.IdleConnTimeout, s.MaxResponseBytes, s.MaxResponseHeaderBytes, check, s.Passive)
 }
 
 // Activate starts the pool's active health checks (on targets that do not run them yet). It is called

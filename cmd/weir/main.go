@@ -63,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log := newLogger(stderr)
 		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer cancel()
-		rc := gateway.RunConfig{Path: *configPath, Log: log, AccessOut: stdout, Reload: sighup()}
+		rc := gateway.RunConfig{Path: *configPath, Log: log, AccessOut: stdout, Reload: sighup(ctx)}
 		if cmd == "demo" {
 			snap, err := gateway.LoadFile(*configPath, gateway.Options{})
 			if err != nil {
@@ -93,14 +93,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// sighup delivers one value per SIGHUP: reload the config.
-func sighup() <-chan struct{} {
+// sighup delivers one value per SIGHUP (reload the config) until ctx ends.
+func sighup(ctx context.Context) <-chan struct{} {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGHUP)
 	out := make(chan struct{})
 	go func() {
-		for range sig {
-			out <- struct{}{}
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-sig:
+				select {
+				case out <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	return out
