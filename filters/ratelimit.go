@@ -72,7 +72,7 @@ func NewRateLimit(cfg RateLimitConfig, env Env) (*RateLimit, error) {
 		r.key = keyRoute
 	case cfg.Key == "client_ip":
 		r.key = keyClientIP
-	case strings.HasPrefix(cfg.Key, "header:") && validHeaderName(cfg.Key[len("header:"):]):
+	case strings.HasPrefix(cfg.Key, "header:") && rewriteToken(cfg.Key[len("header:"):]):
 		r.key, r.header = keyHeader, cfg.Key[len("header:"):]
 	default:
 		errs = append(errs, fieldErr("key", "unknown key %q; use route, client_ip or header:NAME", cfg.Key))
@@ -193,18 +193,4 @@ func (s *rateLimitStep) setHeaders(h *fasthttp.ResponseHeader, remaining, reset 
 	v = append(v, ";t="...)
 	v = strconv.AppendInt(v, reset, 10)
 	h.SetBytesV("RateLimit", v)
-}
-
-// validHeaderName reports whether s is a non-empty RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
 }

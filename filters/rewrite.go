@@ -704,7 +704,7 @@ func rewritePlural(n int, noun string) string {
 	return strconv.Itoa(n) + " " + noun + "s"
 }
 
-// rewriteToken reports whether s is an RFC 9110 token (header names, methods).
+// rewriteToken reports whether s is an RFC 9110 token (header names, methods). rate_limit uses it too.
 func rewriteToken(s string) bool {
 	if s == "" {
 		return false

@@ -130,6 +130,27 @@ func send(t testing.TB, addr string, req *fasthttp.Request) *fasthttp.Response {
 	return resp
 }
 
+// startRawTCP accepts connections on an ephemeral 127.0.0.1 port until the test ends and hands each to
+// handle in its own goroutine (handle closes it). For backends that must misbehave below HTTP.
+func startRawTCP(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // rawExchange writes raw bytes to addr and returns everything the server sends back before it closes
 // the connection or goes quiet for 500ms.
 func rawExchange(t testing.TB, addr, raw string) string {

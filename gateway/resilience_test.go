@@ -138,29 +138,15 @@ routes:
 
 func TestResilience_POSTWhoseConnectionDiesAfterSendingIsNotRetried(t *testing.T) {
 	var seen atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				r := bufio.NewReader(c)
-				req := fasthttp.AcquireRequest()
-				defer fasthttp.ReleaseRequest(req)
-				if req.Read(r) == nil {
-					seen.Add(1)
-				}
-				c.Close() // dies after the request arrived, before answering
-			}()
+	addr := startRawTCP(t, func(c net.Conn) {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		if req.Read(bufio.NewReader(c)) == nil {
+			seen.Add(1)
 		}
-	}()
-	gw, _ := startGateway(t, oneRouteConfig("    retries: {attempts: 3, on: [connect_failure, timeout, 502, 503]}\n", ln.Addr().String(), closedAddr(t)))
+		c.Close() // dies after the request arrived, before answering
+	})
+	gw, _ := startGateway(t, oneRouteConfig("    retries: {attempts: 3, on: [connect_failure, timeout, 502, 503]}\n", addr, closedAddr(t)))
 	for i := 0; i < 5; i++ { // some of these land on the dead second target first and are retried
 		seen.Store(0)
 		req := fasthttp.AcquireRequest()

@@ -148,28 +148,15 @@ func TestReview_UnderscoreSpellingsOfForwardingHeadersAreDropped(t *testing.T) {
 
 func TestReview_MalformedResponseIsNotRetried(t *testing.T) {
 	var requests atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				if n, _ := c.Read(buf); bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
-					requests.Add(1)
-				}
-				c.Write([]byte("HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n"))
-			}()
+	addr := startRawTCP(t, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 4096)
+		if n, _ := c.Read(buf); bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
+			requests.Add(1)
 		}
-	}()
-	gw, _ := startGateway(t, oneRouteConfig("", ln.Addr().String()))
+		c.Write([]byte("HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n"))
+	})
+	gw, _ := startGateway(t, oneRouteConfig("", addr))
 	for _, m := range []string{"GET", "PUT"} {
 		requests.Store(0)
 		req := fasthttp.AcquireRequest()
@@ -188,35 +175,22 @@ func TestReview_MalformedResponseIsNotRetried(t *testing.T) {
 func TestReview_RepeatedHeadersKeepTheirOrderWhenOthersAreStripped(t *testing.T) {
 	// The backend echoes the request's Via lines in order and answers with repeated Link and
 	// WWW-Authenticate lines among hop-by-hop ones.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	addr := startRawTCP(t, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 8192)
+		n, _ := c.Read(buf)
+		var via []string
+		for _, line := range strings.Split(string(buf[:n]), "\r\n") {
+			if v, ok := strings.CutPrefix(line, "Via: "); ok {
+				via = append(via, v)
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 8192)
-				n, _ := c.Read(buf)
-				var via []string
-				for _, line := range strings.Split(string(buf[:n]), "\r\n") {
-					if v, ok := strings.CutPrefix(line, "Via: "); ok {
-						via = append(via, v)
-					}
-				}
-				body := strings.Join(via, "|")
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nLink: <a>\r\nKeep-Alive: timeout=5\r\n"+
-					"WWW-Authenticate: Negotiate\r\nLink: <b>\r\nWWW-Authenticate: Basic\r\nX-Last: 1\r\n"+
-					"Content-Length: %d\r\n\r\n%s", len(body), body)
-			}()
 		}
-	}()
-	gw, _ := startGateway(t, oneRouteConfig("", ln.Addr().String()))
+		body := strings.Join(via, "|")
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nLink: <a>\r\nKeep-Alive: timeout=5\r\n"+
+			"WWW-Authenticate: Negotiate\r\nLink: <b>\r\nWWW-Authenticate: Basic\r\nX-Last: 1\r\n"+
+			"Content-Length: %d\r\n\r\n%s", len(body), body)
+	})
+	gw, _ := startGateway(t, oneRouteConfig("", addr))
 	raw := rawExchange(t, gw, "GET /x HTTP/1.1\r\nHost: h\r\nVia: 1 first\r\nConnection: keep-alive, X-Hop\r\n"+
 		"X-Hop: a\r\nVia: 2 second\r\nX-Forwarded-For: 6.6.6.6\r\nAccept: */*\r\nVia: 3 third\r\nConnection: close\r\n\r\n")
 	head, body, _ := strings.Cut(raw, "\r\n\r\n")

@@ -38,34 +38,20 @@ func decodeGatewayError(t *testing.T, resp *fasthttp.Response) gatewayError {
 	return e
 }
 
-// startRawBackend accepts connections and answers every request with reply, verbatim, then closes.
+// startRawBackend answers every request with reply, verbatim, then closes the connection.
 func startRawBackend(t *testing.T, reply string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	return startRawTCP(t, func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for { // read the request head
+			line, err := r.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for { // read the request head
-					line, err := r.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				_, _ = c.Write([]byte(reply))
-			}()
 		}
-	}()
-	return ln.Addr().String()
+		_, _ = c.Write([]byte(reply))
+	})
 }
 
 func TestUpstreamFailures_MapToGatewayStatuses(t *testing.T) {
