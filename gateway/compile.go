@@ -158,6 +158,10 @@ func (c *compiler) resilience(path string, uc *UpstreamConfig, st *upstream.Sett
 	}
 }
 
+// maxTargets bounds a pool: a request's tried targets are tracked in a 64-bit set, so that a retry
+// goes to a target it has not tried yet without allocating.
+const maxTargets = 64
+
 // maxWeight bounds target weights: the hash balancer gives each target 160 ring points per unit of
 // weight, so weights are kept to a range where the ring stays small (as HAProxy does, 1 to 256).
 const maxWeight = 256
@@ -326,6 +330,9 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 	}
 	if len(uc.Targets) == 0 {
 		c.problem(path+".targets", "the pool has no targets; list at least one, like - url: http://127.0.0.1:9001")
+	}
+	if len(uc.Targets) > maxTargets {
+		c.problem(path+".targets", "a pool holds at most %d targets, got %d; split it into several upstreams", maxTargets, len(uc.Targets))
 	}
 	seen := make(map[string]int)
 	for i, tc := range uc.Targets {

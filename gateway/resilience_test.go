@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -203,5 +204,84 @@ func TestResilience_RetryBudgetCapsAmplification(t *testing.T) {
 	}
 	if budgeted > 200+200/5+1 {
 		t.Errorf("with budget_ratio 0.2: %d upstream attempts, want at most 241", budgeted)
+	}
+}
+
+// blackholeAddr returns a loopback address whose dials time out, as a powered-off host's do: a socket
+// listening with a backlog of 0 that never accepts, its queue already full.
+func blackholeAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for { // fill the accept queue until a dial hangs
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+}
+
+func TestResilience_ADialTimeoutIsRetriedLikeAnyConnectFailure(t *testing.T) {
+	healthy := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.WriteString("ok") })
+	gw, _ := startGateway(t, fmt.Sprintf(`upstreams:
+  backend:
+    balancer: round_robin
+    connect_timeout: 100ms
+    passive_health: {consecutive_failures: 0}
+    targets: [{url: "http://%s"}, {url: "http://%s"}]
+routes:
+  - {name: r, match: {path: "/{rest:*}"}, upstream: backend}
+`, blackholeAddr(t), healthy))
+	for i := 0; i < 4; i++ { // round robin: half of these dial the black hole first
+		for _, m := range []string{"GET", "POST"} {
+			req := fasthttp.AcquireRequest()
+			req.SetRequestURI("http://" + gw + "/x")
+			req.Header.SetMethod(m)
+			resp := send(t, gw, req)
+			fasthttp.ReleaseRequest(req)
+			if resp.StatusCode() != 200 {
+				t.Fatalf("%s %d: %d %s; a dial timeout never reached the target, so any method is retried", m, i, resp.StatusCode(), resp.Body())
+			}
+		}
+	}
+}
+
+func TestResilience_HealthChecksPassWhileTheTrafficPoolIsSaturated(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	addr := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+	})
+	gw, srv := startGateway(t, fmt.Sprintf(`upstreams:
+  backend:
+    max_conns_per_target: 1
+    health_check: {interval: 50ms, timeout: 50ms, unhealthy_threshold: 2}
+    targets: [{url: "http://%s"}]
+routes:
+  - {name: r, match: {path: "/{rest:*}"}, upstream: backend}
+`, addr))
+	held := sendAsync(gw)
+	<-entered
+	time.Sleep(300 * time.Millisecond) // six checks while the only traffic connection is busy
+	healthy := srv.Snapshot().pools["backend"].Targets[0].Healthy()
+	close(release)
+	<-held
+	if !healthy {
+		t.Fatal("the target failed its health checks because its traffic connections were all busy")
 	}
 }

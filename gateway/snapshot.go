@@ -67,7 +67,7 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 	}
 	if err != nil {
 		f := upstream.Classify(err)
-		if f.Status == fasthttp.StatusBadGateway && u.pool.NoneAvailable() {
+		if !f.Local && u.pool.NoneAvailable() {
 			// Every target is known down: that is the gateway having nowhere to send the request.
 			f = upstream.Failure{Status: fasthttp.StatusServiceUnavailable, Reason: "no healthy upstream target"}
 		}

@@ -66,7 +66,7 @@ func TestHashRing_AnUnavailableTargetMovesOnlyItsOwnKeys(t *testing.T) {
 
 func TestRetryBudget_AllowsRatioOfRecentRequestsPlusMinimum(t *testing.T) {
 	var b retryBudget
-	now := int64(1_000_000)
+	now := int64(1_000)
 	for i := 0; i < 100; i++ {
 		b.request(now)
 	}
@@ -83,5 +83,28 @@ func TestRetryBudget_AllowsRatioOfRecentRequestsPlusMinimum(t *testing.T) {
 	// Ten seconds later the old requests have left the window.
 	if b.allow(now+10, 0.2, 0) {
 		t.Fatal("a retry was allowed with no recent requests and no minimum")
+	}
+}
+
+func TestRetryBudget_WindowSlidesSecondBySecond(t *testing.T) {
+	var b retryBudget
+	// A steady 10 requests a second: at any moment the window holds the last 10 seconds, 100 requests,
+	// so 20% allows 20 retries, never 0 at a window boundary.
+	for s := int64(1); s <= 25; s++ {
+		for i := 0; i < 10; i++ {
+			b.request(s)
+		}
+		if s < 10 {
+			continue
+		}
+		allowed := 0
+		for b.allow(s, 0.2, 0) {
+			allowed++
+		}
+		// Retries taken count from now on; clear them so each second is measured alone.
+		b.retries = [budgetWindow]int{}
+		if allowed != 20 {
+			t.Fatalf("second %d: %d retries allowed, want 20 (a sliding window of 100 requests)", s, allowed)
+		}
 	}
 }

@@ -21,12 +21,15 @@ type Failure struct {
 }
 
 var (
-	failTimeout     = Failure{fasthttp.StatusGatewayTimeout, "upstream timed out", false}
-	failNoConns     = Failure{fasthttp.StatusServiceUnavailable, "upstream connection limit reached", true}
-	failTooLarge    = Failure{fasthttp.StatusBadGateway, "upstream response too large", false}
-	failConnect     = Failure{fasthttp.StatusBadGateway, "upstream unreachable", false}
-	failClosed      = Failure{fasthttp.StatusBadGateway, "upstream closed the connection", false}
-	failBadResponse = Failure{fasthttp.StatusBadGateway, "bad upstream response", false}
+	failTimeout = Failure{fasthttp.StatusGatewayTimeout, "upstream timed out", false}
+	// failConnectTimeout is a dial that got no answer (a host powered off, a partition): like a refused
+	// connection the request never left weir, so it is retried as a connect failure.
+	failConnectTimeout = Failure{fasthttp.StatusGatewayTimeout, "upstream connect timed out", false}
+	failNoConns        = Failure{fasthttp.StatusServiceUnavailable, "upstream connection limit reached", true}
+	failTooLarge       = Failure{fasthttp.StatusBadGateway, "upstream response too large", false}
+	failConnect        = Failure{fasthttp.StatusBadGateway, "upstream unreachable", false}
+	failClosed         = Failure{fasthttp.StatusBadGateway, "upstream closed the connection", false}
+	failBadResponse    = Failure{fasthttp.StatusBadGateway, "bad upstream response", false}
 )
 
 // Classify maps a Forward error to the status the client gets.
@@ -34,10 +37,12 @@ func Classify(err error) Failure {
 	var netErr net.Error
 	var opErr *net.OpError
 	switch {
-	// Any deadline (dial, write, read, or the attempt's whole budget) is a gateway timeout: the target
-	// may be alive but did not answer in time.
-	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
-		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout), errors.As(err, &netErr) && netErr.Timeout():
+	case errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, fasthttp.ErrTLSHandshakeTimeout),
+		errors.As(err, &opErr) && opErr.Op == "dial" && opErr.Timeout():
+		return failConnectTimeout
+	// Any other deadline (write, read, or the attempt's whole budget) is a gateway timeout: the
+	// target may be alive but did not answer in time.
+	case errors.Is(err, fasthttp.ErrTimeout), errors.As(err, &netErr) && netErr.Timeout():
 		return failTimeout
 	// Every connection to the target is busy and none freed up within conn_wait_timeout: the target
 	// is healthy but saturated, so tell the client to come back rather than blaming the target.

@@ -69,10 +69,11 @@ func (t *Target) observe(p *Passive, failed bool, now time.Time, log zerolog.Log
 		}
 		return
 	}
-	if p.ConsecutiveFailures <= 0 || h.failures.Add(1) < int32(p.ConsecutiveFailures) {
+	n0 := h.failures.Add(1)
+	// Only the request that reaches the threshold ejects; concurrent ones past it do not eject again.
+	if p.ConsecutiveFailures <= 0 || n0 < int32(p.ConsecutiveFailures) || !h.failures.CompareAndSwap(n0, 0) {
 		return
 	}
-	h.failures.Store(0)
 	n := h.ejections.Add(1)
 	d := p.EjectionTime << min(n-1, 20)
 	if d > p.MaxEjectionTime || d <= 0 {
@@ -83,7 +84,9 @@ func (t *Target) observe(p *Passive, failed bool, now time.Time, log zerolog.Log
 		Msg("upstream target ejected after consecutive failures")
 }
 
-// startChecks runs hc against t until stop is called, unless a check already runs.
+// startChecks runs hc against t until stop is called, unless a check already runs. Checks have a
+// connection of their own: through the traffic pool, a target saturated by real requests would fail
+// its check (no free connection) exactly when its capacity is needed.
 func (t *Target) startChecks(hc *HealthCheck, log zerolog.Logger) {
 	h := &t.health
 	h.checkMu.Lock()
@@ -108,6 +111,13 @@ func (t *Target) stopChecks() {
 }
 
 func (t *Target) runChecks(ctx context.Context, hc *HealthCheck, log zerolog.Logger) {
+	c := t.client
+	client := &fasthttp.HostClient{
+		Addr: c.Addr, IsTLS: c.IsTLS, TLSConfig: c.TLSConfig, DialTimeout: c.DialTimeout, MaxConns: 1,
+		MaxIdleConnDuration: c.MaxIdleConnDuration, ReadBufferSize: c.ReadBufferSize, MaxResponseBodySize: 64 << 10,
+		NoDefaultUserAgentHeader: true, SecureErrorLogMessage: true,
+	}
+	defer client.CloseIdleConnections()
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -123,7 +133,7 @@ func (t *Target) runChecks(ctx context.Context, hc *HealthCheck, log zerolog.Log
 		req.Reset()
 		req.SetRequestURI(t.scheme + "://" + t.Addr + hc.Path)
 		req.Header.Set(fasthttp.HeaderUserAgent, "weir-health-check")
-		err := t.client.DoTimeout(req, resp, hc.Timeout)
+		err := client.DoTimeout(req, resp, hc.Timeout)
 		ok := err == nil && hc.Passes(resp.StatusCode())
 		if ok {
 			passes, fails = passes+1, 0

@@ -178,10 +178,6 @@ func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target
 		req.Header.SetProtocol("HTTP/1.1")
 	}
 	req.Header.SetNoDefaultContentType(true)
-	if len(req.Header.Host()) == 0 {
-		// HTTP/1.0 allows a request without Host; the HTTP/1.1 it is forwarded as does not.
-		req.Header.SetHost(t.Addr)
-	}
 	req.URI().SetScheme(t.scheme)
 	req.UseHostHeader = true
 

@@ -36,25 +36,31 @@ func (r *Retry) onStatus(status int) bool {
 // budgetWindow is the period the retry budget looks back over, in one-second buckets.
 const budgetWindow = 10
 
-// retryBudget counts a pool's requests and retries per second over the last budgetWindow seconds.
+// processStart anchors budget seconds to the monotonic clock: a wall-clock step must not freeze or
+// wipe the window.
+var processStart = time.Now()
+
+func budgetSecond(now time.Time) int64 { return int64(now.Sub(processStart) / time.Second) }
+
+// retryBudget counts a pool's requests and retries per second over the last budgetWindow seconds: a
+// sliding window of one-second buckets.
 type retryBudget struct {
 	mu       sync.Mutex
-	second   int64 // Unix second of buckets[0]'s slot
+	head     int64 // the latest second counted; buckets hold head-budgetWindow+1 .. head
 	requests [budgetWindow]int
 	retries  [budgetWindow]int
 }
 
 func (b *retryBudget) slot(now int64) int {
-	if now-b.second >= budgetWindow {
-		b.requests, b.retries, b.second = [budgetWindow]int{}, [budgetWindow]int{}, now
+	if now > b.head {
+		// Clear the buckets of the seconds that left the window (all of them after a long pause).
+		for s := max(b.head+1, now-budgetWindow+1); s <= now; s++ {
+			i := int(s % budgetWindow)
+			b.requests[i], b.retries[i] = 0, 0
+		}
+		b.head = now
 	}
-	for b.second < now-budgetWindow+1 {
-		// Clear the buckets of the seconds that left the window.
-		b.second++
-		i := int((b.second + budgetWindow - 1) % budgetWindow)
-		b.requests[i], b.retries[i] = 0, 0
-	}
-	return int(now % budgetWindow)
+	return int(b.head % budgetWindow)
 }
 
 func (b *retryBudget) request(now int64) {
@@ -91,10 +97,17 @@ var ErrNoTarget = errors.New("upstream: no target left to try")
 // Do sends req to the pool and reads the answer into resp, retrying on other targets as the policy
 // allows. It returns the last target tried (nil if none was), the number of attempts, and the last
 // attempt's error. A retried status answer is discarded; the last one is kept for the client.
+// minAttempt is the least time worth giving a retry: with less left before the deadline, the last
+// real answer is kept instead of a doomed attempt's timeout.
+const minAttempt = 20 * time.Millisecond
+
 func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte) (last *Target, attempts int, err error) {
 	now := time.Now()
-	p.budget.request(now.Unix())
+	p.budget.request(budgetSecond(now))
 	deadline := now.Add(p.retry.Deadline)
+	// HTTP/1.0 allows a request without Host; the HTTP/1.1 it is forwarded as does not. Each attempt
+	// then names its own target.
+	noHost := len(req.Header.Host()) == 0
 	sel := selection{targets: p.Targets}
 	for {
 		sel.now = now.UnixNano()
@@ -103,11 +116,13 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 			return last, attempts, ErrNoTarget
 		}
 		t := p.Targets[i]
-		if i < 64 {
-			sel.tried |= 1 << i
-		}
+		sel.tried |= 1 << i // pools hold at most 64 targets (the gateway checks)
 		last, attempts = t, attempts+1
-		err = p.Forward(req, resp, t, min(p.timeout, time.Until(deadline)))
+		if noHost {
+			req.Header.SetHost(t.Addr)
+		}
+		timeout := min(p.timeout, time.Until(deadline))
+		err = p.Forward(req, resp, t, timeout)
 		now = time.Now()
 
 		failure := Failure{}
@@ -115,13 +130,17 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 			failure = Classify(err)
 		}
 		status := resp.StatusCode()
-		t.observe(&p.passive, err != nil && !failure.Local || err == nil && status >= 500, now, p.log)
+		// A timeout cut short by the deadline says nothing about the target.
+		judged := !failure.Local && !(failure == failTimeout && timeout < p.timeout)
+		if judged {
+			t.observe(&p.passive, err != nil || status >= 500, now, p.log)
+		}
 
-		if attempts >= p.retry.Attempts || now.After(deadline) || !p.retryable(req, err, failure, status) ||
-			!p.budget.allow(now.Unix(), p.retry.BudgetRatio, p.retry.MinPerSecond) {
+		if attempts >= p.retry.Attempts || time.Until(deadline) < minAttempt || !p.retryable(req, err, failure, status) ||
+			!p.budget.allow(budgetSecond(now), p.retry.BudgetRatio, p.retry.MinPerSecond) {
 			return last, attempts, err
 		}
-		if sel.tried == uint64(1)<<min(len(p.Targets), 64)-1 {
+		if sel.tried == uint64(1)<<len(p.Targets)-1 {
 			sel.tried = 0 // every target was tried: a retry may go to any
 		}
 		resp.Reset()
@@ -145,7 +164,7 @@ func (p *Pool) retryable(req *fasthttp.Request, err error, f Failure, status int
 	switch {
 	case err == nil:
 		return r.onStatus(status) && idempotent(req)
-	case f == failConnect:
+	case f == failConnect, f == failConnectTimeout:
 		return r.OnConnect
 	case f == failClosed:
 		return r.OnConnect && idempotent(req)
@@ -155,9 +174,10 @@ func (p *Pool) retryable(req *fasthttp.Request, err error, f Failure, status int
 	return false
 }
 
-// pick chooses the target for one attempt: a healthy, untried one as the balancer would, else (every
-// healthy target tried, or none healthy) any untried one, so that a pool whose targets all look
-// unhealthy spreads its traffic over all of them rather than failing everything.
+// pick chooses the target for one attempt: a healthy, untried one as the balancer would. Only when no
+// target at all is healthy does it fall back to any untried one, so that a pool whose targets all
+// look unhealthy spreads its traffic over all of them rather than failing everything; a retry is never
+// sent to a known-down target while others are healthy.
 func (p *Pool) pick(req *fasthttp.Request, clientIP []byte, sel *selection) int {
 	key := p.hashKeyOf(req, clientIP)
 	sel.anyHealth = false
@@ -168,7 +188,10 @@ func (p *Pool) pick(req *fasthttp.Request, clientIP []byte, sel *selection) int 
 		}
 		return i
 	}
-	if sel.tried == 0 && !p.degraded.Load() {
+	if !p.NoneAvailable() {
+		return -1 // the healthy targets were all tried for this request
+	}
+	if !p.degraded.Load() {
 		p.degraded.Store(true)
 		p.log.Warn().Str("pool", p.Name).Msg("no healthy upstream target: spreading traffic over all of them")
 	}
