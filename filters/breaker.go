@@ -42,6 +42,7 @@ var (
 
 // CircuitBreaker is a compiled circuit_breaker filter.
 type CircuitBreaker struct {
+	route       string
 	cb          *gobreaker.CircuitBreaker[struct{}]
 	openTimeout time.Duration
 	now         func() time.Time
@@ -75,7 +76,11 @@ func NewCircuitBreaker(cfg CircuitBreakerConfig, env Env) (*CircuitBreaker, erro
 	if cfg.HalfOpenRequests < 1 {
 		errs = append(errs, fieldErr("half_open_requests", "must be 1 or more"))
 	}
-	b := &CircuitBreaker{openTimeout: cfg.OpenTimeout, now: env.Now}
+	b := &CircuitBreaker{openTimeout: cfg.OpenTimeout, now: env.Now, route: env.Route}
+	transitions := map[gobreaker.State]Counter{}
+	for _, s := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
+		transitions[s] = env.Counters.breakerTransition(s.String())
+	}
 	statuses := cfg.FailureStatuses
 	if statuses == nil {
 		statuses = defaultFailureStatuses
@@ -114,6 +119,7 @@ func NewCircuitBreaker(cfg CircuitBreakerConfig, env Env) (*CircuitBreaker, erro
 			if to == gobreaker.StateOpen {
 				b.openedAt.Store(b.now().UnixNano())
 			}
+			transitions[to].Inc()
 			env.Log.Warn().Str("route", name).Str("from", from.String()).Str("to", to.String()).
 				Msg("circuit breaker state changed")
 		},
@@ -129,6 +135,9 @@ func NewCircuitBreaker(cfg CircuitBreakerConfig, env Env) (*CircuitBreaker, erro
 
 // State is the breaker's current state, for tests and metrics.
 func (b *CircuitBreaker) State() gobreaker.State { return b.cb.State() }
+
+// Route is the name of the route the breaker guards.
+func (b *CircuitBreaker) Route() string { return b.route }
 
 // Wrap implements Filter.
 func (b *CircuitBreaker) Wrap(next Handler) Handler {

@@ -19,6 +19,38 @@ type Env struct {
 	Now func() time.Time
 	// Log receives the filter's events (breaker transitions, for example).
 	Log zerolog.Logger
+	// Counters are the route's counters; the zero value counts nothing.
+	Counters Counters
+}
+
+// Counter counts events. weir's are Prometheus counters.
+type Counter interface{ Inc() }
+
+// Counters are what filters count, resolved for their route when the snapshot is compiled.
+type Counters struct {
+	// RateLimited counts requests a rate_limit refused.
+	RateLimited Counter
+	// BreakerTransition returns the counter of a circuit_breaker's transitions into state (closed,
+	// half-open, open).
+	BreakerTransition func(state string) Counter
+}
+
+type nopCounter struct{}
+
+func (nopCounter) Inc() {}
+
+func (c Counters) rateLimited() Counter {
+	if c.RateLimited == nil {
+		return nopCounter{}
+	}
+	return c.RateLimited
+}
+
+func (c Counters) breakerTransition(state string) Counter {
+	if c.BreakerTransition == nil {
+		return nopCounter{}
+	}
+	return c.BreakerTransition(state)
 }
 
 // ConfigError is a bad filter setting. Field is the setting's key path below the filter's name

@@ -5,6 +5,7 @@ package filters
 import (
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -48,6 +49,8 @@ type Exchange struct {
 	Route    string
 	Target   string
 	Attempts int
+	// UpstreamTime is the time spent in the upstream call, retries included.
+	UpstreamTime time.Duration
 	// Client is the client's address: the peer, or for a trusted proxy the address it reports in
 	// X-Forwarded-For. ClientIP is the same in text form.
 	Client   netip.Addr

@@ -49,6 +49,8 @@ type RateLimit struct {
 	route  *rate.Limiter // key: route
 	table  *bucketTable  // other keys
 	policy []byte        // the RateLimit-Policy value, fixed for the filter's life
+	// rejected counts refused requests.
+	rejected Counter
 }
 
 // NewRateLimit validates cfg and builds the filter.
@@ -66,7 +68,7 @@ func NewRateLimit(cfg RateLimitConfig, env Env) (*RateLimit, error) {
 	if cfg.MaxKeys < 1 {
 		errs = append(errs, fieldErr("max_keys", "must be 1 or more"))
 	}
-	r := &RateLimit{now: env.Now}
+	r := &RateLimit{now: env.Now, rejected: env.Counters.rateLimited()}
 	switch {
 	case cfg.Key == "route":
 		r.key = keyRoute
@@ -139,6 +141,7 @@ func (s *rateLimitStep) Serve(x *Exchange) {
 		var buf [20]byte
 		x.Ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, strconv.AppendInt(buf[:0], wait, 10))
 		x.Reject(fasthttp.StatusTooManyRequests, "rate limit exceeded")
+		s.rejected.Inc()
 		return
 	}
 	s.next.Serve(x)

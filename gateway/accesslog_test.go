@@ -76,3 +76,38 @@ func TestAccessLog_OffWritesNothing(t *testing.T) {
 		t.Fatalf("access log off, but it wrote %q", l)
 	}
 }
+
+func TestAccessLog_SamplesSuccessesButNeverErrors(t *testing.T) {
+	backend := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/fail" {
+			ctx.SetStatusCode(500)
+		}
+	})
+	snap, err := Compile("test.yaml", []byte("log: {access_sample: 10}\n"+oneRouteConfig("", backend)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out lockedBuffer
+	gw, _ := serveSnapshotLogged(t, snap, &out)
+	for i := 0; i < 100; i++ {
+		get(t, gw, "/ok")
+	}
+	for i := 0; i < 7; i++ {
+		get(t, gw, "/fail")
+	}
+	ok, failed := 0, 0
+	for _, line := range out.lines() {
+		switch {
+		case strings.Contains(line, `"status":200`):
+			ok++
+		case strings.Contains(line, `"status":500`):
+			failed++
+			if !strings.Contains(line, `"attempts":1`) || !strings.Contains(line, `"upstream_us":`) {
+				t.Errorf("error line lacks attempts or upstream_us: %s", line)
+			}
+		}
+	}
+	if ok != 10 || failed != 7 {
+		t.Fatalf("logged %d of 100 successes and %d of 7 errors; want 10 and 7", ok, failed)
+	}
+}

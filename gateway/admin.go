@@ -2,8 +2,13 @@ package gateway
 
 import (
 	"encoding/json"
+	"strings"
+
+	"net/http/pprof"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"github.com/valyala/fasthttp/pprofhandler"
 )
 
 // Admin serves the operators' endpoints on admin.listen:
@@ -13,15 +18,18 @@ import (
 //	               during shutdown
 //	GET  /config   the active config's hash and load time, and the last reload attempt
 //	POST /reload   re-read the config file now; 200 applied or unchanged, 422 rejected or unreadable
+//	GET  /metrics  Prometheus metrics
+//	GET  /debug/pprof/...  Go profiles
 type Admin struct {
 	srv      *Server
 	reloader *Reloader
+	metrics  fasthttp.RequestHandler
 	fast     *fasthttp.Server
 }
 
-// NewAdmin prepares the admin listener for srv and reloader.
-func NewAdmin(srv *Server, reloader *Reloader) *Admin {
-	a := &Admin{srv: srv, reloader: reloader}
+// NewAdmin prepares the admin listener for srv, reloader and metrics.
+func NewAdmin(srv *Server, reloader *Reloader, metrics *Metrics) *Admin {
+	a := &Admin{srv: srv, reloader: reloader, metrics: metrics.Handler()}
 	a.fast = &fasthttp.Server{
 		Handler:               a.handle,
 		NoDefaultServerHeader: true,
@@ -47,6 +55,14 @@ func (a *Admin) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case path == "/config" && get:
 		writeJSON(ctx, fasthttp.StatusOK, a.reloader.Status())
+	case path == "/metrics" && get:
+		a.metrics(ctx)
+	case path == "/debug/pprof/" && get:
+		// fasthttp's pprofhandler refuses paths ending in /, the index among them.
+		pprofIndex(ctx)
+	case strings.HasPrefix(path, "/debug/pprof/") && get:
+		// Profiles only here, never on the public listener.
+		pprofhandler.PprofHandler(ctx)
 	case path == "/reload" && post:
 		attempt := a.reloader.Reload("admin")
 		status := fasthttp.StatusOK
@@ -65,6 +81,8 @@ func (a *Admin) handle(ctx *fasthttp.RequestCtx) {
 		writeJSON(ctx, fasthttp.StatusNotFound, map[string]string{"error": "no such admin endpoint"})
 	}
 }
+
+var pprofIndex = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	body, err := json.Marshal(v)

@@ -27,6 +27,8 @@ type Options struct {
 	Log zerolog.Logger
 	// Now is the clock for rate limits; nil means time.Now.
 	Now func() time.Time
+	// Metrics, if not nil, gets the snapshot's routes, pools and filters counted.
+	Metrics *Metrics
 	// Previous is the snapshot serving now, if any. What the new config describes exactly as it did
 	// (same identity, same settings) is taken over from it rather than built anew: upstream targets
 	// with their warm connections, filters with their limiter buckets and breaker state.
@@ -215,6 +217,9 @@ func (c *compiler) snapshot() *Snapshot {
 		hosts:   make(map[string]*routeTable),
 		targets: make(map[string]*upstream.Target),
 		filters: make(map[string]filters.Filter),
+		metrics: c.opts.Metrics,
+
+		routeByName: make(map[string]*Route),
 	}
 	c.snap = s
 	c.server(s)
@@ -227,6 +232,9 @@ func (c *compiler) snapshot() *Snapshot {
 	c.positive("reload.debounce", c.cfg.Reload.Debounce)
 	if c.cfg.Reload.Interval < 0 {
 		c.problem("reload.interval", "must be 0s (off) or more")
+	}
+	if c.cfg.Log.AccessSample < 1 {
+		c.problem("log.access_sample", "must be 1 (log every request) or more")
 	}
 	switch lvl := c.cfg.Log.Level; lvl {
 	case "debug", "info", "warn", "error":
@@ -310,6 +318,9 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 
 		MaxResponseHeaderBytes: int(uc.MaxResponseHeaderBytes),
 		Log:                    c.opts.Log,
+	}
+	if m := c.opts.Metrics; m != nil {
+		st.Counters = m.poolCounters(name)
 	}
 	c.resilience(path, uc, &st)
 	var err error
@@ -424,6 +435,10 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	}
 	// defaults.filters are built for each route: every route gets its own limiter buckets and breaker.
 	env := filters.Env{Route: rc.Name, Pattern: pat, Now: c.opts.Now, Log: c.opts.Log.With().Str("route", rc.Name).Logger()}
+	if m := c.opts.Metrics; m != nil {
+		env.Counters = m.filterCounters(rc.Name)
+		r.metrics = m.forRoute(rc.Name)
+	}
 	defaults, okDefaults := c.buildFilters("defaults.filters", c.cfg.Defaults.Filters, env)
 	own, okOwn := c.buildFilters(path+".filters", rc.Filters, env)
 	if !okDefaults || !okOwn {
@@ -438,6 +453,7 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 		}
 	}
 	s.Routes = append(s.Routes, r)
+	s.routeByName[r.Name] = r
 }
 
 func (c *compiler) methods(path string, ms []string) []string {

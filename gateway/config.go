@@ -71,6 +71,8 @@ type LogConfig struct {
 	Level string `yaml:"level" default:"info"`
 	// Access turns the one-line-per-request access log on or off.
 	Access bool `yaml:"access" default:"true"`
+	// AccessSample logs one in this many successful (below 400) requests; errors are always logged.
+	AccessSample int `yaml:"access_sample" default:"1"`
 }
 
 // UpstreamConfig is one pool of interchangeable backend targets.

@@ -102,7 +102,7 @@ routes:
       path: /
     upstream: api
 `,
-			want: []string{`test.yaml:2: log.zzzzzz: unknown key "zzzzzz"; known keys: access, level`},
+			want: []string{`test.yaml:2: log.zzzzzz: unknown key "zzzzzz"; known keys: access, access_sample, level`},
 		},
 		{
 			desc: "key given twice in a section",
@@ -1204,7 +1204,7 @@ routes:
 		s.ShutdownTimeout != wantServer.ShutdownTimeout || len(s.TrustedProxies) != 0 {
 		t.Errorf("Server = %+v, want %+v", s, wantServer)
 	}
-	if snap.Log != (LogConfig{Level: "info", Access: true}) {
+	if snap.Log != (LogConfig{Level: "info", Access: true, AccessSample: 1}) {
 		t.Errorf("Log = %+v, want {Level:info Access:true}", snap.Log)
 	}
 	if snap.LogLevel != zerolog.InfoLevel {
@@ -1296,7 +1296,7 @@ upstreams:
 	if cfg.Server.Listen != ":8080" || cfg.Server.ReadTimeout != 10*time.Second {
 		t.Errorf("Server = %+v, want defaults", cfg.Server)
 	}
-	if cfg.Log != (LogConfig{Level: "info", Access: true}) {
+	if cfg.Log != (LogConfig{Level: "info", Access: true, AccessSample: 1}) {
 		t.Errorf("Log = %+v, want {Level:info Access:true}", cfg.Log)
 	}
 	if u := cfg.Upstreams["api"]; u.Timeout != 15*time.Second || u.Targets[0].Weight != 1 {

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"io"
+
+	"github.com/rs/zerolog"
 	"strconv"
 	"testing"
 	"time"
@@ -39,14 +41,15 @@ func newProxyRigWith(tb testing.TB, path string, accessLog bool, extra string) *
 		ctx.Response.Header.SetContentType("text/plain")
 		ctx.SetBody(body)
 	})
-	snap, err := Compile("bench.yaml", []byte(`log: {access: `+strconv.FormatBool(accessLog)+`}
+	// Metrics on, as weir runs: the hot path counts every request.
+	snap, err := CompileWith("bench.yaml", []byte(`log: {access: `+strconv.FormatBool(accessLog)+`}
 upstreams:
   backend:
     targets: [{url: "http://`+backend+`"}]
 routes:
   - {name: user, match: {path: "/users/{id}", methods: [GET]}, upstream: backend}
   - {name: static, match: {path: /static}, upstream: backend}
-`+extra))
+`+extra), Options{Log: zerolog.Nop(), Metrics: NewMetrics()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -164,6 +164,10 @@ func (r *Reloader) reload(trigger string, settle time.Duration, quiet bool) Atte
 		prev.retire(next, r.grace)
 		r.grace = drainGrace(next)
 		zerolog.SetGlobalLevel(next.LogLevel)
+		if m := r.opts.Metrics; m != nil {
+			m.configLoaded(hash)
+			m.forget(prev, next)
+		}
 		a.Result = Applied
 		restart := restartRequired(r.srv.started, next)
 		log.Info().Str("hash", hash).Int("routes", len(next.Routes)).Msg("config reloaded")
@@ -177,6 +181,9 @@ func (r *Reloader) reload(trigger string, settle time.Duration, quiet bool) Atte
 	r.statusMu.Lock()
 	r.status.LastAttempt = &a
 	r.statusMu.Unlock()
+	if m := r.opts.Metrics; m != nil {
+		m.reloads.WithLabelValues(a.Result).Inc()
+	}
 	return a
 }
 

@@ -34,7 +34,8 @@ func Run(ctx context.Context, rc RunConfig) error {
 	if err != nil {
 		return Problems{{File: rc.Path, Msg: fmt.Sprintf("cannot read config: %v", err)}}
 	}
-	snap, err := CompileWith(rc.Path, data, Options{Log: rc.Log})
+	metrics := NewMetrics()
+	snap, err := CompileWith(rc.Path, data, Options{Log: rc.Log, Metrics: metrics})
 	if err != nil {
 		return err
 	}
@@ -47,7 +48,9 @@ func Run(ctx context.Context, rc RunConfig) error {
 		return fmt.Errorf("opening server.listen %s: %w", snap.Server.Listen, err)
 	}
 	srv := NewServer(snap, log, rc.AccessOut)
-	reloader := NewReloader(rc.Path, data, srv, Options{Log: log})
+	reloader := NewReloader(rc.Path, data, srv, Options{Log: log, Metrics: metrics})
+	metrics.serve(srv.Snapshot)
+	metrics.configLoaded(contentHash(data))
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -59,7 +62,7 @@ func Run(ctx context.Context, rc RunConfig) error {
 			_ = srv.fast.Shutdown()
 			return fmt.Errorf("opening admin.listen %s: %w", snap.Admin.Listen, err)
 		}
-		admin, adminAddr = NewAdmin(srv, reloader), aln.Addr()
+		admin, adminAddr = NewAdmin(srv, reloader, metrics), aln.Addr()
 		go func() { served <- admin.fast.Serve(aln) }()
 	}
 

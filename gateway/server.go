@@ -21,7 +21,8 @@ import (
 // snapshot.
 type Server struct {
 	current atomic.Pointer[Snapshot]
-	started *Snapshot // the snapshot the listener settings were taken from
+	sampled atomic.Uint64 // successful requests seen, for log.access_sample
+	started *Snapshot     // the snapshot the listener settings were taken from
 	ready   atomic.Bool
 	log     zerolog.Logger // gateway events
 	access  zerolog.Logger // one line per request, when the current snapshot's log.access is on
@@ -122,7 +123,15 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		writeError(&ctx.Response, x.Status, x.Reason, x.RequestID)
 	}
 	setOnly(&ctx.Response.Header, headerRequestID, x.RequestID)
-	if !snap.Log.Access {
+	status := ctx.Response.StatusCode()
+	if m := snap.metrics; m != nil {
+		rm := m.unrouted
+		if r := snap.routeByName[x.Route]; r != nil && x.Route != "" {
+			rm = r.metrics
+		}
+		rm.observe(ctx.Method(), status, time.Since(ctx.Time()).Seconds())
+	}
+	if !snap.Log.Access || status < 400 && snap.Log.AccessSample > 1 && s.sampled.Add(1)%uint64(snap.Log.AccessSample) != 0 {
 		filters.ReleaseExchange(x)
 		return
 	}
@@ -132,12 +141,13 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		Bytes("method", ctx.Method()).
 		Bytes("host", x.Host).
 		Bytes("path", x.Path).
-		Int("status", ctx.Response.StatusCode()).
+		Int("status", status).
 		Int("bytes", len(ctx.Response.Body())).
 		Int64("duration_us", time.Since(ctx.Time()).Microseconds()).
 		Str("route", x.Route).
 		Str("upstream", x.Target).
 		Int("attempts", x.Attempts).
+		Int64("upstream_us", x.UpstreamTime.Microseconds()).
 		Msg("")
 	filters.ReleaseExchange(x)
 }

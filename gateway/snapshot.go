@@ -28,13 +28,16 @@ type Snapshot struct {
 	LogLevel zerolog.Level
 	Routes   []*Route
 
-	pools     map[string]*upstream.Pool
-	targets   map[string]*upstream.Target // every pool's targets, by Target.Key
-	filters   map[string]filters.Filter   // every route's filters, by route, kind, settings and order
-	hosts     map[string]*routeTable      // exact host names, lower-case, no port
-	wildcards []*routeTable               // *.suffix tables, longest suffix first
-	anyHost   *routeTable                 // routes without match.hosts
-	trusted   []netip.Prefix
+	pools   map[string]*upstream.Pool
+	targets map[string]*upstream.Target // every pool's targets, by Target.Key
+	filters map[string]filters.Filter   // every route's filters, by route, kind, settings and order
+	metrics *Metrics                    // nil when not counted
+
+	routeByName map[string]*Route
+	hosts       map[string]*routeTable // exact host names, lower-case, no port
+	wildcards   []*routeTable          // *.suffix tables, longest suffix first
+	anyHost     *routeTable            // routes without match.hosts
+	trusted     []netip.Prefix
 }
 
 // Route is a compiled route: where its requests go and what runs on them.
@@ -45,6 +48,7 @@ type Route struct {
 	Match MatchConfig
 	// handler runs the route's filters around the upstream call.
 	handler filters.Handler
+	metrics *routeMetrics // nil when not counted
 }
 
 type matchedRouteKey struct{}
@@ -60,7 +64,9 @@ type upstreamStep struct {
 }
 
 func (u upstreamStep) Serve(x *filters.Exchange) {
+	start := time.Now()
 	t, attempts, err := u.pool.Do(&x.Ctx.Request, &x.Ctx.Response, x.ClientIP)
+	x.UpstreamTime = time.Since(start)
 	x.Attempts = attempts
 	if t != nil {
 		x.Target = t.Addr

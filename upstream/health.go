@@ -57,8 +57,8 @@ func (t *Target) Ejected(now int64) bool { return now < t.health.ejectedUntil.Lo
 // Healthy reports whether the target passes its active checks (always true without them).
 func (t *Target) Healthy() bool { return !t.health.down.Load() }
 
-// observe feeds one request's outcome to passive health.
-func (t *Target) observe(p *Passive, failed bool, now time.Time, log zerolog.Logger) {
+// observe feeds one request's outcome to passive health; ejections counts the target's ejections.
+func (t *Target) observe(p *Passive, failed bool, now time.Time, log zerolog.Logger, ejections Counter) {
 	h := &t.health
 	if !failed {
 		if h.failures.Load() != 0 {
@@ -80,6 +80,7 @@ func (t *Target) observe(p *Passive, failed bool, now time.Time, log zerolog.Log
 		d = p.MaxEjectionTime
 	}
 	h.ejectedUntil.Store(now.Add(d).UnixNano())
+	ejections.Inc()
 	log.Warn().Str("upstream", t.Addr).Int32("ejections_in_a_row", n).Dur("for", d).
 		Msg("upstream target ejected after consecutive failures")
 }

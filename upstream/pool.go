@@ -57,6 +57,8 @@ type Pool struct {
 	budget   retryBudget
 	degraded atomic.Bool // no target was available at the last pick; logged once per episode
 	log      zerolog.Logger
+	retries  Counter
+	counters []TargetCounters // parallel to Targets
 }
 
 // Timeout is the pool's per-request upstream timeout.
@@ -85,6 +87,15 @@ func NewPool(s Settings, existing func(key string) *Target) *Pool {
 		}
 		p.Targets = append(p.Targets, t)
 		p.Weights = append(p.Weights, spec.Weight)
+		if s.Counters != nil {
+			p.counters = append(p.counters, s.Counters.Target(spec.Addr))
+		} else {
+			p.counters = append(p.counters, nopTargetCounters())
+		}
+	}
+	p.retries = nopCounter{}
+	if s.Counters != nil {
+		p.retries = s.Counters.Retries
 	}
 	p.balancer = newBalancer(s.Balancer, p.Targets, p.Weights)
 	return p

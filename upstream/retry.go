@@ -118,6 +118,8 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 		t := p.Targets[i]
 		sel.tried |= 1 << i // pools hold at most 64 targets (the gateway checks)
 		last, attempts = t, attempts+1
+		counters := &p.counters[i]
+		counters.Attempts.Inc()
 		if noHost {
 			req.Header.SetHost(t.Addr)
 		}
@@ -126,14 +128,25 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 		now = time.Now()
 
 		failure := Failure{}
+		status := resp.StatusCode()
 		if err != nil {
 			failure = Classify(err)
+			switch failure {
+			case failConnect, failConnectTimeout:
+				counters.ConnectErrors.Inc()
+			case failTimeout:
+				counters.Timeouts.Inc()
+			case failNoConns: // weir's own limit, not the target's
+			default:
+				counters.OtherErrors.Inc()
+			}
+		} else if status >= 500 {
+			counters.StatusErrors.Inc()
 		}
-		status := resp.StatusCode()
 		// A timeout cut short by the deadline says nothing about the target.
 		judged := !failure.Local && !(failure == failTimeout && timeout < p.timeout)
 		if judged {
-			t.observe(&p.passive, err != nil || status >= 500, now, p.log)
+			t.observe(&p.passive, err != nil || status >= 500, now, p.log, counters.Ejections)
 		}
 
 		if attempts >= p.retry.Attempts || time.Until(deadline) < minAttempt || !p.retryable(req, err, failure, status) ||
@@ -143,6 +156,7 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 		if sel.tried == uint64(1)<<len(p.Targets)-1 {
 			sel.tried = 0 // every target was tried: a retry may go to any
 		}
+		p.retries.Inc()
 		resp.Reset()
 	}
 }

@@ -35,6 +35,7 @@ type Settings struct {
 	Passive     Passive
 	Retry       Retry
 	Log         zerolog.Logger // ejections, health changes
+	Counters    *PoolCounters  // nil: not counted
 }
 
 // TargetSpec is one parsed target URL.

@@ -1,0 +1,259 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sony/gobreaker/v2"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/upstream"
+)
+
+// Metrics is weir's Prometheus registry, served on the admin listener's /metrics. Every label value
+// comes from the config (route, upstream and target names) or from a small fixed set (method class,
+// status class, error kind), never from what clients send, so the number of series is bounded by the
+// config.
+//
+// Nothing is looked up by label on the request path: a snapshot's routes and pools hold their
+// counters, resolved when the snapshot is compiled (a route's per-method, per-status counters on their
+// first use, then kept).
+//
+// client_golang was chosen over VictoriaMetrics/metrics by measurement (2 cores, parallel): counters
+// cost the same (4 ns, 0 allocs); VictoriaMetrics' histogram is faster (24 ns against 96-130 ns) but
+// has no Prometheus le buckets, only its own vmrange ones, which histogram_quantile cannot read.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests *prometheus.CounterVec   // route, method, code
+	duration *prometheus.HistogramVec // route
+
+	upstreamAttempts *prometheus.CounterVec // upstream, target
+	upstreamErrors   *prometheus.CounterVec // upstream, target, kind
+	upstreamRetries  *prometheus.CounterVec // upstream
+	ejections        *prometheus.CounterVec // upstream, target
+
+	rateLimited        *prometheus.CounterVec // route
+	breakerTransitions *prometheus.CounterVec // route, to
+
+	reloads    *prometheus.CounterVec // result
+	lastReload prometheus.Gauge
+	configInfo *prometheus.GaugeVec // hash
+
+	mu       sync.Mutex
+	routes   map[string]*routeMetrics // by route name, kept across reloads
+	unrouted *routeMetrics            // requests answered before a route matched (404, 400...)
+	current  atomic.Pointer[func() *Snapshot]
+}
+
+// durationBuckets suit a proxy: sub-millisecond answers up to slow upstreams, in seconds.
+var durationBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+	0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// NewMetrics registers weir's metrics, with Go runtime and process metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), routes: map[string]*routeMetrics{}}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		m.reg.MustRegister(v)
+		return v
+	}
+	m.requests = counter("weir_requests_total", "Requests answered, by route, method and status class.", "route", "method", "code")
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_request_duration_seconds",
+		Help: "Time from receiving a request to answering it, by route.", Buckets: durationBuckets}, []string{"route"})
+	m.reg.MustRegister(m.duration)
+	m.upstreamAttempts = counter("weir_upstream_attempts_total", "Attempts sent to upstream targets.", "upstream", "target")
+	m.upstreamErrors = counter("weir_upstream_errors_total", "Failed upstream attempts, by kind: connect, timeout, status (5xx), other.", "upstream", "target", "kind")
+	m.upstreamRetries = counter("weir_upstream_retries_total", "Retried upstream attempts.", "upstream")
+	m.ejections = counter("weir_upstream_ejections_total", "Targets taken out of rotation by passive health.", "upstream", "target")
+	m.rateLimited = counter("weir_rate_limit_rejections_total", "Requests refused by a rate_limit filter.", "route")
+	m.breakerTransitions = counter("weir_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", "route", "to")
+	m.reloads = counter("weir_config_reloads_total", "Config reload attempts, by result: applied, unchanged, rejected, unreadable.", "result")
+	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{Name: "weir_config_last_reload_success_timestamp_seconds",
+		Help: "When the active config was loaded (Unix time)."})
+	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_config_info",
+		Help: "The active config: its content hash as a label; the value is 1."}, []string{"hash"})
+	m.reg.MustRegister(m.lastReload, m.configInfo, stateCollector{m},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.unrouted = m.forRoute("")
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() fasthttp.RequestHandler {
+	return fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+}
+
+// serve tells the metrics where the serving snapshot is, for the gauges read at scrape time.
+func (m *Metrics) serve(current func() *Snapshot) { m.current.Store(&current) }
+
+// configLoaded records a config that went live.
+func (m *Metrics) configLoaded(hash string) {
+	m.lastReload.SetToCurrentTime()
+	m.configInfo.Reset()
+	m.configInfo.WithLabelValues(hash).Set(1)
+}
+
+const (
+	methodClasses = 8 // GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, other
+	statusClasses = 6 // 1xx..5xx, and anything else in slot 0
+)
+
+var methodNames = [methodClasses]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"}
+var statusNames = [statusClasses]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// routeMetrics are one route's request counters and duration histogram.
+type routeMetrics struct {
+	m        *Metrics
+	route    string
+	duration prometheus.Observer
+	counts   [methodClasses][statusClasses]atomic.Pointer[prometheus.Counter]
+}
+
+// forRoute returns the route's metrics, the same ones across reloads.
+func (m *Metrics) forRoute(route string) *routeMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rm, ok := m.routes[route]; ok {
+		return rm
+	}
+	rm := &routeMetrics{m: m, route: route, duration: m.duration.WithLabelValues(route)}
+	m.routes[route] = rm
+	return rm
+}
+
+// forget drops the series of routes and upstreams the serving config no longer has, so that renames
+// over many reloads do not pile up series.
+func (m *Metrics) forget(old, next *Snapshot) {
+	for _, r := range old.Routes {
+		if _, ok := next.routeByName[r.Name]; !ok {
+			m.mu.Lock()
+			delete(m.routes, r.Name)
+			m.mu.Unlock()
+			labels := prometheus.Labels{"route": r.Name}
+			m.requests.DeletePartialMatch(labels)
+			m.duration.DeletePartialMatch(labels)
+			m.rateLimited.DeletePartialMatch(labels)
+			m.breakerTransitions.DeletePartialMatch(labels)
+		}
+	}
+	for name := range old.pools {
+		if _, ok := next.pools[name]; !ok {
+			labels := prometheus.Labels{"upstream": name}
+			m.upstreamAttempts.DeletePartialMatch(labels)
+			m.upstreamErrors.DeletePartialMatch(labels)
+			m.upstreamRetries.DeletePartialMatch(labels)
+			m.ejections.DeletePartialMatch(labels)
+		}
+	}
+}
+
+// observe counts one answered request. It does not allocate once the method and status class have
+// been seen on the route.
+func (rm *routeMetrics) observe(method []byte, status int, seconds float64) {
+	mi := methodClass(method)
+	si := status / 100
+	if si < 1 || si >= statusClasses {
+		si = 0
+	}
+	slot := &rm.counts[mi][si]
+	c := slot.Load()
+	if c == nil {
+		resolved := rm.m.requests.WithLabelValues(rm.route, methodNames[mi], statusNames[si])
+		c = &resolved
+		slot.Store(c)
+	}
+	(*c).Inc()
+	rm.duration.Observe(seconds)
+}
+
+func methodClass(m []byte) int {
+	for i, name := range methodNames[:methodClasses-1] {
+		if string(m) == name {
+			return i
+		}
+	}
+	return methodClasses - 1
+}
+
+// poolCounters resolves an upstream's counters.
+func (m *Metrics) poolCounters(pool string) *upstream.PoolCounters {
+	return &upstream.PoolCounters{
+		Retries: m.upstreamRetries.WithLabelValues(pool),
+		Target: func(addr string) upstream.TargetCounters {
+			return upstream.TargetCounters{
+				Attempts:      m.upstreamAttempts.WithLabelValues(pool, addr),
+				ConnectErrors: m.upstreamErrors.WithLabelValues(pool, addr, "connect"),
+				Timeouts:      m.upstreamErrors.WithLabelValues(pool, addr, "timeout"),
+				StatusErrors:  m.upstreamErrors.WithLabelValues(pool, addr, "status"),
+				OtherErrors:   m.upstreamErrors.WithLabelValues(pool, addr, "other"),
+				Ejections:     m.ejections.WithLabelValues(pool, addr),
+			}
+		},
+	}
+}
+
+// filterCounters resolves a route's filter counters.
+func (m *Metrics) filterCounters(route string) filters.Counters {
+	return filters.Counters{
+		RateLimited:       m.rateLimited.WithLabelValues(route),
+		BreakerTransition: func(state string) filters.Counter { return m.breakerTransitions.WithLabelValues(route, state) },
+	}
+}
+
+// stateCollector reports gauges read from the serving snapshot when scraped: in-flight requests and
+// health of each target, and each breaker's state. Reading them costs requests nothing.
+type stateCollector struct{ m *Metrics }
+
+var (
+	inFlightDesc = prometheus.NewDesc("weir_upstream_in_flight", "Requests in flight to a target.", []string{"upstream", "target"}, nil)
+	healthyDesc  = prometheus.NewDesc("weir_upstream_target_healthy", "1 if the target passes its active health checks (or has none).", []string{"upstream", "target"}, nil)
+	ejectedDesc  = prometheus.NewDesc("weir_upstream_target_ejected", "1 while passive health has the target out of rotation.", []string{"upstream", "target"}, nil)
+	breakerDesc  = prometheus.NewDesc("weir_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"route"}, nil)
+)
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- inFlightDesc
+	ch <- healthyDesc
+	ch <- ejectedDesc
+	ch <- breakerDesc
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	current := c.m.current.Load()
+	if current == nil {
+		return
+	}
+	snap := (*current)()
+	now := time.Now().UnixNano()
+	bool01 := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for name, p := range snap.pools {
+		for _, t := range p.Targets {
+			ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(t.InFlight()), name, t.Addr)
+			ch <- prometheus.MustNewConstMetric(healthyDesc, prometheus.GaugeValue, bool01(t.Healthy()), name, t.Addr)
+			ch <- prometheus.MustNewConstMetric(ejectedDesc, prometheus.GaugeValue, bool01(t.Ejected(now)), name, t.Addr)
+		}
+	}
+	// A route may have more than one breaker (defaults and its own): report the most open.
+	states := map[string]float64{}
+	for _, f := range snap.filters {
+		if b, ok := f.(*filters.CircuitBreaker); ok {
+			state := map[gobreaker.State]float64{gobreaker.StateClosed: 0, gobreaker.StateHalfOpen: 1, gobreaker.StateOpen: 2}[b.State()]
+			states[b.Route()] = max(states[b.Route()], state)
+		}
+	}
+	for route, state := range states {
+		ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, state, route)
+	}
+}
