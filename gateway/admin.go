@@ -70,7 +70,8 @@ func (a *Admin) handle(ctx *fasthttp.RequestCtx) {
 			status = fasthttp.StatusUnprocessableEntity
 		}
 		writeJSON(ctx, status, attempt)
-	case path == "/healthz" || path == "/readyz" || path == "/config" || path == "/reload":
+	case path == "/healthz" || path == "/readyz" || path == "/config" || path == "/reload" || path == "/metrics" ||
+		strings.HasPrefix(path, "/debug/pprof/"):
 		allow := "GET, HEAD"
 		if path == "/reload" {
 			allow = "POST"

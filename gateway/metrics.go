@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +24,8 @@ import (
 //
 // Nothing is looked up by label on the request path: a snapshot's routes and pools hold their
 // counters, resolved when the snapshot is compiled (a route's per-method, per-status counters on their
-// first use, then kept).
+// first use, then kept). Series of what the serving config lacks are pruned after every reload
+// attempt.
 //
 // client_golang was chosen over VictoriaMetrics/metrics by measurement (2 cores, parallel): counters
 // cost the same (4 ns, 0 allocs); VictoriaMetrics' histogram is faster (24 ns against 96-130 ns) but
@@ -46,10 +48,12 @@ type Metrics struct {
 	lastReload prometheus.Gauge
 	configInfo *prometheus.GaugeVec // hash
 
-	mu       sync.Mutex
-	routes   map[string]*routeMetrics // by route name, kept across reloads
-	unrouted *routeMetrics            // requests answered before a route matched (404, 400...)
-	current  atomic.Pointer[func() *Snapshot]
+	mu         sync.Mutex
+	routes     map[string]*routeMetrics   // by route name, kept across reloads
+	pools      map[string]map[string]bool // upstream -> target addresses with series
+	activeHash string
+	unrouted   *routeMetrics // requests answered before a route matched (404, 400...)
+	current    atomic.Pointer[func() *Snapshot]
 }
 
 // durationBuckets suit a proxy: sub-millisecond answers up to slow upstreams, in seconds.
@@ -58,7 +62,7 @@ var durationBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
 
 // NewMetrics registers weir's metrics, with Go runtime and process metrics.
 func NewMetrics() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), routes: map[string]*routeMetrics{}}
+	m := &Metrics{reg: prometheus.NewRegistry(), routes: map[string]*routeMetrics{}, pools: map[string]map[string]bool{}}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 		m.reg.MustRegister(v)
@@ -93,11 +97,18 @@ func (m *Metrics) Handler() fasthttp.RequestHandler {
 // serve tells the metrics where the serving snapshot is, for the gauges read at scrape time.
 func (m *Metrics) serve(current func() *Snapshot) { m.current.Store(&current) }
 
-// configLoaded records a config that went live.
+// configLoaded records a config that went live. The new hash is set before the old one goes, so a
+// scrape always sees one.
 func (m *Metrics) configLoaded(hash string) {
 	m.lastReload.SetToCurrentTime()
-	m.configInfo.Reset()
 	m.configInfo.WithLabelValues(hash).Set(1)
+	m.mu.Lock()
+	old := m.activeHash
+	m.activeHash = hash
+	m.mu.Unlock()
+	if old != "" && old != hash {
+		m.configInfo.DeleteLabelValues(old)
+	}
 }
 
 const (
@@ -110,10 +121,11 @@ var statusNames = [statusClasses]string{"other", "1xx", "2xx", "3xx", "4xx", "5x
 
 // routeMetrics are one route's request counters and duration histogram.
 type routeMetrics struct {
-	m        *Metrics
-	route    string
-	duration prometheus.Observer
-	counts   [methodClasses][statusClasses]atomic.Pointer[prometheus.Counter]
+	m         *Metrics
+	route     string
+	duration  prometheus.Observer
+	counts    [methodClasses][statusClasses]atomic.Pointer[prometheus.Counter]
+	forgotten atomic.Bool // the route left the config; its series are gone for good
 }
 
 // forRoute returns the route's metrics, the same ones across reloads.
@@ -128,28 +140,40 @@ func (m *Metrics) forRoute(route string) *routeMetrics {
 	return rm
 }
 
-// forget drops the series of routes and upstreams the serving config no longer has, so that renames
-// over many reloads do not pile up series.
-func (m *Metrics) forget(old, next *Snapshot) {
-	for _, r := range old.Routes {
-		if _, ok := next.routeByName[r.Name]; !ok {
-			m.mu.Lock()
-			delete(m.routes, r.Name)
-			m.mu.Unlock()
-			labels := prometheus.Labels{"route": r.Name}
-			m.requests.DeletePartialMatch(labels)
-			m.duration.DeletePartialMatch(labels)
-			m.rateLimited.DeletePartialMatch(labels)
-			m.breakerTransitions.DeletePartialMatch(labels)
+// prune drops the series of every route, upstream and target the active snapshot does not have:
+// after a reload the old config's, after a rejected one those its compilation resolved. So the
+// series follow the serving config, however many configs were tried.
+func (m *Metrics) prune(active *Snapshot) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, rm := range m.routes {
+		if _, ok := active.routeByName[name]; ok || name == "" {
+			continue
 		}
+		// A request still running on the old snapshot must not bring the series back.
+		rm.forgotten.Store(true)
+		delete(m.routes, name)
+		labels := prometheus.Labels{"route": name}
+		m.requests.DeletePartialMatch(labels)
+		m.duration.DeletePartialMatch(labels)
+		m.rateLimited.DeletePartialMatch(labels)
+		m.breakerTransitions.DeletePartialMatch(labels)
 	}
-	for name := range old.pools {
-		if _, ok := next.pools[name]; !ok {
-			labels := prometheus.Labels{"upstream": name}
+	for pool, targets := range m.pools {
+		p, ok := active.pools[pool]
+		for addr := range targets {
+			if ok && slices.ContainsFunc(p.Targets, func(t *upstream.Target) bool { return t.Addr == addr }) {
+				continue
+			}
+			delete(targets, addr)
+			labels := prometheus.Labels{"upstream": pool, "target": addr}
 			m.upstreamAttempts.DeletePartialMatch(labels)
 			m.upstreamErrors.DeletePartialMatch(labels)
-			m.upstreamRetries.DeletePartialMatch(labels)
 			m.ejections.DeletePartialMatch(labels)
+		}
+		if !ok {
+			delete(m.pools, pool)
+			m.upstreamRetries.DeleteLabelValues(pool)
 		}
 	}
 }
@@ -157,6 +181,9 @@ func (m *Metrics) forget(old, next *Snapshot) {
 // observe counts one answered request. It does not allocate once the method and status class have
 // been seen on the route.
 func (rm *routeMetrics) observe(method []byte, status int, seconds float64) {
+	if rm.forgotten.Load() {
+		return
+	}
 	mi := methodClass(method)
 	si := status / 100
 	if si < 1 || si >= statusClasses {
@@ -187,6 +214,12 @@ func (m *Metrics) poolCounters(pool string) *upstream.PoolCounters {
 	return &upstream.PoolCounters{
 		Retries: m.upstreamRetries.WithLabelValues(pool),
 		Target: func(addr string) upstream.TargetCounters {
+			m.mu.Lock()
+			if m.pools[pool] == nil {
+				m.pools[pool] = map[string]bool{}
+			}
+			m.pools[pool][addr] = true
+			m.mu.Unlock()
 			return upstream.TargetCounters{
 				Attempts:      m.upstreamAttempts.WithLabelValues(pool, addr),
 				ConnectErrors: m.upstreamErrors.WithLabelValues(pool, addr, "connect"),
@@ -212,7 +245,7 @@ func (m *Metrics) filterCounters(route string) filters.Counters {
 type stateCollector struct{ m *Metrics }
 
 var (
-	inFlightDesc = prometheus.NewDesc("weir_upstream_in_flight", "Requests in flight to a target.", []string{"upstream", "target"}, nil)
+	inFlightDesc = prometheus.NewDesc("weir_upstream_in_flight", "Requests in flight to a target (a target that several upstreams name with the same settings is one target: each reports its total).", []string{"upstream", "target"}, nil)
 	healthyDesc  = prometheus.NewDesc("weir_upstream_target_healthy", "1 if the target passes its active health checks (or has none).", []string{"upstream", "target"}, nil)
 	ejectedDesc  = prometheus.NewDesc("weir_upstream_target_ejected", "1 while passive health has the target out of rotation.", []string{"upstream", "target"}, nil)
 	breakerDesc  = prometheus.NewDesc("weir_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"route"}, nil)

@@ -163,3 +163,77 @@ func TestAdmin_ProfilesOnTheAdminListenerOnly(t *testing.T) {
 		t.Fatalf("public /debug/pprof/: %d, want 404", s)
 	}
 }
+
+func TestMetrics_MalformedRequestsAreTimedFromTheirArrival(t *testing.T) {
+	backend := startBackend(t, func(ctx *fasthttp.RequestCtx) {})
+	g := startRun(t, writeConfigFile(t, reloadConfig("1", backend, "/a")))
+	statusAt(t, g.public, "/a") // a request first, so a reused ctx has an old time
+	rawExchange(t, g.public, "GARBAGE\r\n\r\n")
+	text := g.scrape(t)
+	if !hasSample(text, `weir_requests_total{code="4xx",method="other",route=""} 1`) {
+		t.Errorf("the malformed request is not counted as method other:\n%s", grepWeir(text))
+	}
+	for _, line := range strings.Split(text, "\n") {
+		var sum float64
+		if _, err := fmt.Sscanf(line, `weir_request_duration_seconds_sum{route=""} %g`, &sum); err == nil && sum > 1 {
+			t.Fatalf("one malformed request added %g seconds to the duration histogram", sum)
+		}
+	}
+}
+
+func TestMetrics_SeriesFollowTheServingConfig(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	slow := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+	})
+	other := startBackend(t, func(ctx *fasthttp.RequestCtx) {})
+	cfg := func(route2, target2 string) string {
+		return fmt.Sprintf(`server: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+reload: {debounce: 20ms}
+upstreams:
+  p1: {targets: [{url: "http://%s"}]}
+routes:
+  - {name: keep, match: {path: /keep}, upstream: p1}
+%s`, target2, route2)
+	}
+	v1 := cfg(`  - {name: gone, match: {path: "/{rest:*}"}, upstream: p1}
+`, slow)
+	path := writeConfigFile(t, v1)
+	g := startRun(t, path)
+	statusAt(t, g.public, "/keep")
+	inFlight := sendAsync(g.public) // GET /slow on route "gone", held by the backend
+	<-entered
+
+	// A rejected config's routes and upstreams leave no series behind.
+	// Route "phantom" compiles (its series get resolved); "bad" then fails the whole file.
+	writeInPlace(t, path, cfg(`  - {name: phantom, match: {path: /p}, upstream: p1, filters: [{rate_limit: {rate: 1}}]}
+  - {name: bad, match: {path: /b}, upstream: nope}
+`, slow))
+	waitFor(t, "the rejected reload", func() bool { return g.status(t).LastAttempt != nil && g.status(t).LastAttempt.Result == Rejected })
+	if text := g.scrape(t); strings.Contains(text, `route="phantom"`) {
+		t.Errorf("a rejected config left series:\n%s", grepWeir(text))
+	}
+
+	// Route "gone" is removed and p1 moves to another target while a request on "gone" still runs.
+	v2 := cfg("", other)
+	writeInPlace(t, path, v2)
+	g.waitApplied(t, v2)
+	close(release)
+	<-inFlight
+	statusAt(t, g.public, "/keep")
+	text := g.scrape(t)
+	if strings.Contains(text, `route="gone"`) {
+		t.Errorf("the removed route's series came back with its last request:\n%s", grepWeir(text))
+	}
+	if strings.Contains(text, slow) {
+		t.Errorf("the removed target's series remain:\n%s", grepWeir(text))
+	}
+	if !hasSample(text, `weir_requests_total{code="2xx",method="GET",route="keep"} 2`) {
+		t.Errorf("the kept route's count did not carry over:\n%s", grepWeir(text))
+	}
+}

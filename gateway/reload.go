@@ -166,7 +166,6 @@ func (r *Reloader) reload(trigger string, settle time.Duration, quiet bool) Atte
 		zerolog.SetGlobalLevel(next.LogLevel)
 		if m := r.opts.Metrics; m != nil {
 			m.configLoaded(hash)
-			m.forget(prev, next)
 		}
 		a.Result = Applied
 		restart := restartRequired(r.srv.started, next)
@@ -183,6 +182,8 @@ func (r *Reloader) reload(trigger string, settle time.Duration, quiet bool) Atte
 	r.statusMu.Unlock()
 	if m := r.opts.Metrics; m != nil {
 		m.reloads.WithLabelValues(a.Result).Inc()
+		// A rejected compile resolved series too; after an applied one, the old config's remain.
+		m.prune(r.srv.Snapshot())
 	}
 	return a
 }

@@ -78,7 +78,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	snap := s.current.Load()
 	x := filters.AcquireExchange(ctx)
-	defer s.finish(ctx, x, snap)
+	defer s.finish(ctx, x, snap, ctx.Time())
 
 	requestID(ctx, x)
 	status, reason := checkRequest(ctx)
@@ -106,19 +106,19 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 // finish turns a panic into a 500 (fasthttp does not recover handler panics, so without this one bad
 // request would kill the process), then completes the exchange.
-func (s *Server) finish(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *Snapshot) {
+func (s *Server) finish(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *Snapshot, start time.Time) {
 	if p := recover(); p != nil {
 		s.log.Error().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("panic", fmt.Sprint(p)).
 			Bytes("stack", debug.Stack()).Msg("panic while serving a request")
 		ctx.Response.Reset()
 		x.Reject(fasthttp.StatusInternalServerError, "internal error")
 	}
-	s.complete(ctx, x, snap)
+	s.complete(ctx, x, snap, start, ctx.Method())
 }
 
-// complete renders a gateway-made answer if there is one, stamps the request ID, logs the request and
-// releases x.
-func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *Snapshot) {
+// complete renders a gateway-made answer if there is one, stamps the request ID, counts and logs the
+// request, and releases x. start is when the request was read; method is nil when it never parsed.
+func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *Snapshot, start time.Time, method []byte) {
 	if x.Status != 0 {
 		writeError(&ctx.Response, x.Status, x.Reason, x.RequestID)
 	}
@@ -129,7 +129,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		if r := snap.routeByName[x.Route]; r != nil && x.Route != "" {
 			rm = r.metrics
 		}
-		rm.observe(ctx.Method(), status, time.Since(ctx.Time()).Seconds())
+		rm.observe(method, status, time.Since(start).Seconds())
 	}
 	if !snap.Log.Access || status < 400 && snap.Log.AccessSample > 1 && s.sampled.Add(1)%uint64(snap.Log.AccessSample) != 0 {
 		filters.ReleaseExchange(x)
@@ -138,12 +138,12 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 	s.access.Log().
 		Bytes("request_id", x.RequestID).
 		Bytes("client_ip", x.ClientIP).
-		Bytes("method", ctx.Method()).
+		Bytes("method", method).
 		Bytes("host", x.Host).
 		Bytes("path", x.Path).
 		Int("status", status).
 		Int("bytes", len(ctx.Response.Body())).
-		Int64("duration_us", time.Since(ctx.Time()).Microseconds()).
+		Int64("duration_us", time.Since(start).Microseconds()).
 		Str("route", x.Route).
 		Str("upstream", x.Target).
 		Int("attempts", x.Attempts).
@@ -172,7 +172,9 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	requestID(ctx, x)
 	recordTarget(ctx, x)
 	x.Reject(status, reason)
-	s.complete(ctx, x, s.current.Load())
+	// fasthttp calls this before it sets ctx.Time(), which then holds the previous request's time or
+	// none: the request is timed from here, and its method, never parsed, counts as "other".
+	s.complete(ctx, x, s.current.Load(), time.Now(), nil)
 }
 
 // recordTarget keeps the host and path as the client sent them, for the access log: a rewrite filter
