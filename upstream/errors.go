@@ -36,6 +36,7 @@ var (
 func Classify(err error) Failure {
 	var netErr net.Error
 	var opErr *net.OpError
+	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, fasthttp.ErrTLSHandshakeTimeout),
 		errors.As(err, &opErr) && opErr.Op == "dial" && opErr.Timeout():
@@ -50,8 +51,8 @@ func Classify(err error) Failure {
 		return failNoConns
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return failTooLarge
-	// Refused or reset while dialing: nothing was sent.
-	case errors.As(err, &opErr) && opErr.Op == "dial":
+	// Refused or reset while dialing, or the target's name did not resolve: nothing was sent.
+	case errors.As(err, &opErr) && opErr.Op == "dial", errors.As(err, &dnsErr):
 		return failConnect
 	// Closed or reset before any of the response arrived (a target going down, say): the request may
 	// or may not have been acted on.
