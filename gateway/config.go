@@ -41,6 +41,9 @@ type ServerConfig struct {
 	MaxBodyBytes Size `yaml:"max_body_bytes" default:"4MiB"`
 	// ShutdownTimeout is how long in-flight requests may run after SIGTERM before the process exits.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" default:"15s"`
+	// ReduceMemoryUsage releases a keep-alive connection's read and write buffers while it is idle,
+	// at some CPU cost per request: for gateways holding many idle clients.
+	ReduceMemoryUsage bool `yaml:"reduce_memory_usage" default:"false"`
 	// TrustedProxies are CIDRs (or single addresses) whose X-Forwarded-* headers are believed and
 	// appended to; every other peer's are replaced.
 	TrustedProxies []string `yaml:"trusted_proxies"`

@@ -54,6 +54,7 @@ func NewServer(snap *Snapshot, log zerolog.Logger, accessOut io.Writer) *Server 
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
 		TCPKeepalive:          true,
+		ReduceMemoryUsage:     sc.ReduceMemoryUsage,
 		// fasthttp's own error logs would otherwise quote raw request bytes.
 		SecureErrorLogMessage: true,
 		Logger:                fasthttpLogger{log},
