@@ -1,0 +1,416 @@
+#!/usr/bin/env bash
+# Load benchmark of weir against nginx and HAProxy: one command, results in bench/results.md.
+#
+#   bench/run.sh                      # full run: ROUNDS=3, DURATION=5 (about 11 minutes)
+#   ROUNDS=1 DURATION=2 bench/run.sh  # smoke run
+#
+# Settings (environment): ROUNDS (3), DURATION of each measured wrk run in seconds (5), WARMUP wrk run
+# before each measured one in seconds (1), CONNS wrk connection counts ("64 256"), IDLE_CONNS idle
+# keep-alive connections of the memory test (10000).
+#
+# Layout: the proxy under test runs alone on core 0, single-threaded (weir GOMAXPROCS=1, nginx one
+# worker, HAProxy nbthread 1); wrk, the fasthttp backend (bench/backend) and the idle-connection client
+# (bench/idleconns) share core 1. All proxies keep upstream connections alive and log no access.
+# Rounds are interleaved: each round runs every scenario against every proxy once (the proxy order
+# rotates from round to round), so drift on the machine spreads over all of them.
+#
+# Per run it records wrk's req/s and p50/p99 latency; core 0's busy time (user+nice+system+irq+
+# softirq+steal jiffies from /proc/stat over the measured run) divided by the completed requests; the
+# same for the proxy process alone (utime+stime from /proc/PID/stat, a cross-check that excludes
+# anything else scheduled on core 0); and the proxy's peak RSS (VmHWM, reset before each run through
+# /proc/PID/clear_refs). Tables give the median and min–max over the rounds. For nginx the measured
+# process is the worker. The idle-connection test then restarts each proxy fresh and reports
+# (VmRSS with IDLE_CONNS idle connections - VmRSS before) / IDLE_CONNS.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BUILD=bench/.build
+LOGS=$BUILD/logs
+RESULTS=bench/results.md
+RUNS=$BUILD/runs.tsv
+IDLE=$BUILD/idle.tsv
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+CONNS=${CONNS:-"64 256"}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+
+PROXY_CORE=0
+LOAD_CORE=1
+BACKEND_ADDR=127.0.0.1:18080
+
+# Proxies: name, listening port (fixed in bench/configs).
+PROXIES=(weir weir+chain nginx HAProxy)
+declare -A PORT=([weir]=18081 [weir+chain]=18082 [nginx]=18083 [HAProxy]=18084)
+ADMIN_PORTS=(18091 18092)
+
+# Scenarios: name|path|expected response body bytes|POST body bytes (empty for GET).
+SCENARIOS=(
+	"GET 13 B|/13|13|"
+	"GET 1 KB JSON|/1k.json|1024|"
+	"GET 64 KiB|/64k|65536|"
+	"POST 4 KiB|/echo|4096|4096"
+)
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+	log "ERROR: $*"
+	exit 1
+}
+
+# ---- processes: every one started here is recorded and stopped by PID at exit ----
+
+declare -A STARTED=() # PIDs started and not yet stopped (keys)
+declare -A PID=()     # proxy name (or "backend") -> PID of the process started
+declare -A MEASURE=() # proxy name -> PID whose CPU and memory are measured (nginx: its worker)
+
+# alive PID: the process exists and has not exited (an exited child stays a zombie until reaped).
+alive() {
+	local state
+	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+	[[ -n $state && $state != Z ]]
+}
+
+# stop_pid PID: SIGTERM, up to 10 s to exit, then SIGKILL; reaps it.
+stop_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	if alive "$pid"; then
+		log "PID $pid ignored SIGTERM for 10 s: SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+	unset 'STARTED[$pid]'
+}
+
+cleanup() {
+	local pid
+	for pid in "${!STARTED[@]}"; do
+		stop_pid "$pid"
+	done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CORE LOGFILE CMD...: runs CMD pinned to CORE in the background and records its PID.
+start() {
+	local name=$1 core=$2 logfile=$3
+	shift 3
+	taskset -c "$core" "$@" >"$logfile" 2>&1 &
+	PID[$name]=$!
+	STARTED[$!]=1
+}
+
+# port_is_open PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
+port_is_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_port NAME PORT LOGFILE: waits up to 10 s for PORT to accept while NAME's process is alive.
+wait_port() {
+	local name=$1 port=$2 logfile=$3 i
+	for ((i = 0; i < 100; i++)); do
+		port_is_open "$port" && return 0
+		alive "${PID[$name]}" || { tail -20 "$logfile" >&2; die "$name exited before listening on $port"; }
+		sleep 0.1
+	done
+	tail -20 "$logfile" >&2
+	die "$name does not listen on $port after 10 s"
+}
+
+start_proxy() {
+	local name=$1 logfile="$LOGS/$1.log"
+	case $name in
+	weir) start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/weir" -config bench/configs/weir.yaml ;;
+	weir+chain) start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/weir" -config bench/configs/weir-chain.yaml ;;
+	nginx)
+		mkdir -p "$BUILD/nginx"
+		start "$name" "$PROXY_CORE" "$logfile" nginx -p "$BUILD/nginx" -e error.log \
+			-c "$PWD/bench/configs/nginx.conf" -g 'daemon off;'
+		;;
+	HAProxy) start "$name" "$PROXY_CORE" "$logfile" haproxy -db -f bench/configs/haproxy.cfg ;;
+	esac
+	wait_port "$name" "${PORT[$name]}" "$logfile"
+	MEASURE[$name]=${PID[$name]}
+	if [[ $name == nginx ]]; then
+		# The worker serves every request; the master may accept on the port before forking it.
+		local children=() i
+		for ((i = 0; i < 50 && ${#children[@]} == 0; i++)); do
+			sleep 0.1
+			read -r -a children <"/proc/${PID[$name]}/task/${PID[$name]}/children" || true
+		done
+		((${#children[@]} == 1)) || die "nginx master has ${#children[@]} children, want one worker"
+		MEASURE[$name]=${children[0]}
+	fi
+}
+
+stop_proxy() {
+	stop_pid "${PID[$1]}"
+	wait_closed "${PORT[$1]}"
+}
+
+# wait_closed PORT: waits up to 10 s for nothing to listen on PORT any more.
+wait_closed() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		port_is_open "$1" || return 0
+		sleep 0.1
+	done
+	die "port $1 still accepts after its process was stopped"
+}
+
+# check_proxy NAME: every scenario's URL must answer 200 with the expected body size.
+check_proxy() {
+	local name=$1 scenario sname path bytes post got
+	for scenario in "${SCENARIOS[@]}"; do
+		IFS='|' read -r sname path bytes post <<<"$scenario"
+		local url="http://127.0.0.1:${PORT[$name]}$path"
+		if [[ -n $post ]]; then
+			got=$(head -c "$post" /dev/zero | curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' \
+				-H 'Content-Type: application/octet-stream' --data-binary @- "$url")
+		else
+			got=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' "$url")
+		fi
+		[[ $got == "200 $bytes" ]] || die "$name $sname ($url): got '$got', want '200 $bytes'"
+	done
+	log "$name answers every scenario with 200 and the expected body size"
+}
+
+# ---- measurements ----
+
+# core_jiffies: "busy total" jiffies of core PROXY_CORE (busy excludes idle and iowait).
+core_jiffies() {
+	awk -v cpu="cpu$PROXY_CORE" '$1 == cpu { print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat
+}
+# proc_jiffies PID: utime+stime of a process (fields after the parenthesised command name).
+proc_jiffies() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+status_kb() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+
+# run_wrk PROXY SCENARIO CONNS SECONDS OUTFILE
+run_wrk() {
+	local proxy=$1 scenario=$2 conns=$3 seconds=$4 out=$5 sname path bytes post
+	IFS='|' read -r sname path bytes post <<<"$scenario"
+	WRK_POST_BYTES=$post taskset -c "$LOAD_CORE" wrk -t1 -c"$conns" -d"${seconds}s" --latency \
+		-s bench/wrk.lua "http://127.0.0.1:${PORT[$proxy]}$path" >"$out" 2>&1 ||
+		{ cat "$out" >&2; die "wrk failed against $proxy ($sname, $conns conns)"; }
+}
+
+# measure ROUND PROXY SCENARIO CONNS: one warmup run, one measured run; appends a row to RUNS.
+measure() {
+	local round=$1 proxy=$2 scenario=$3 conns=$4 pid=${MEASURE[$2]} sname
+	sname=${scenario%%|*}
+	local out="$LOGS/wrk-r$round-$proxy-${sname// /_}-c$conns.txt"
+	run_wrk "$proxy" "$scenario" "$conns" "$WARMUP" /dev/null
+	echo 5 >"/proc/$pid/clear_refs" # resets VmHWM to the current RSS
+	local core0 proc0 core1 proc1
+	core0=$(core_jiffies)
+	proc0=$(proc_jiffies "$pid")
+	run_wrk "$proxy" "$scenario" "$conns" "$DURATION" "$out"
+	core1=$(core_jiffies)
+	proc1=$(proc_jiffies "$pid")
+	local hwm result
+	hwm=$(status_kb "$pid" VmHWM)
+	result=$(grep '^RESULT ' "$out") || { cat "$out" >&2; die "no RESULT line from wrk"; }
+	# RESULT requests=N duration_us=D errors=E non2xx=S p50_us=P p99_us=Q -> values in that order.
+	local requests dur_us errors non2xx p50 p99
+	read -r requests dur_us errors non2xx p50 p99 <<<"$(sed 's/^RESULT //; s/[a-z0-9_]*=//g' <<<"$result")"
+	((requests > 0)) || die "no request completed against $proxy ($sname, $conns conns)"
+	awk -v OFS='\t' -v hz="$(getconf CLK_TCK)" -v round="$round" -v proxy="$proxy" -v sname="$sname" \
+		-v conns="$conns" -v n="$requests" -v dur="$dur_us" -v errors="$errors" -v non2xx="$non2xx" \
+		-v p50="$p50" -v p99="$p99" -v hwm="$hwm" -v c0="$core0" -v c1="$core1" -v p0="$proc0" -v p1="$proc1" \
+		'BEGIN {
+			split(c0, a, " "); split(c1, b, " ")
+			busy = (b[1] - a[1]) * 1e6 / hz; total = (b[2] - a[2]) * 1e6 / hz
+			print round, proxy, sname, conns, n / (dur / 1e6), p50, p99, busy / n,
+				(p1 - p0) * 1e6 / hz / n, (total > 0 ? 100 * busy / total : 0), hwm, errors + non2xx
+		}' >>"$RUNS"
+	log "round $round  $proxy  $sname  c=$conns: $(tail -1 "$RUNS" | cut -f5,8 | awk '{ printf "%.0f req/s, %.2f us/req on core 0", $1, $2 }')"
+}
+
+# idle_test PROXY: fresh proxy, IDLE_CONNS idle keep-alive connections, RSS delta per connection.
+idle_test() {
+	local proxy=$1 line
+	start_proxy "$proxy"
+	line=$(taskset -c "$LOAD_CORE" "$BUILD/idleconns" -addr "127.0.0.1:${PORT[$proxy]}" \
+		-pid "${MEASURE[$proxy]}" -n "$IDLE_CONNS" -path /13 -body-bytes 13) ||
+		die "idle-connection test failed against $proxy"
+	log "idle $proxy: $line"
+	printf '%s\t%s\n' "$proxy" "$line" >>"$IDLE"
+	stop_proxy "$proxy"
+}
+
+# ---- setup ----
+
+for tool in wrk nginx haproxy; do
+	if ! command -v "$tool" >/dev/null; then
+		log "installing wrk, nginx and haproxy"
+		apt-get update && apt-get install -y wrk nginx haproxy
+		break
+	fi
+done
+for tool in taskset curl go; do
+	command -v "$tool" >/dev/null || die "$tool is required"
+done
+(($(nproc) >= 2)) || die "needs 2 cores (proxy on core $PROXY_CORE, load on core $LOAD_CORE)"
+
+# Each side of the idle test holds IDLE_CONNS descriptors; raise the soft limit as far as allowed.
+hard=$(ulimit -Hn)
+[[ $hard == unlimited ]] || ((hard >= IDLE_CONNS + 1000)) || die "open-files hard limit $hard is below IDLE_CONNS+1000"
+ulimit -n "$hard"
+
+for port in "${PORT[@]}" "${ADMIN_PORTS[@]}" "${BACKEND_ADDR##*:}"; do
+	! port_is_open "$port" || die "port $port is already in use"
+done
+
+rm -rf "$BUILD"
+mkdir -p "$LOGS"
+log "building weir, the backend and the idle-connection client"
+go build -o "$BUILD/weir" ./cmd/weir
+go build -o "$BUILD/backend" ./bench/backend
+go build -o "$BUILD/idleconns" ./bench/idleconns
+
+start backend "$LOAD_CORE" "$LOGS/backend.log" env GOMAXPROCS=1 "$BUILD/backend" -listen "$BACKEND_ADDR"
+wait_port backend "${BACKEND_ADDR##*:}" "$LOGS/backend.log"
+for proxy in "${PROXIES[@]}"; do
+	start_proxy "$proxy"
+	check_proxy "$proxy"
+done
+
+# ---- load rounds ----
+
+: >"$RUNS"
+started_at=$(date +%s)
+for ((round = 1; round <= ROUNDS; round++)); do
+	# Rotate the proxy order by one each round.
+	offset=$(((round - 1) % ${#PROXIES[@]}))
+	order=("${PROXIES[@]:offset}" "${PROXIES[@]:0:offset}")
+	for scenario in "${SCENARIOS[@]}"; do
+		for conns in $CONNS; do
+			for proxy in "${order[@]}"; do
+				measure "$round" "$proxy" "$scenario" "$conns"
+			done
+		done
+	done
+done
+for proxy in "${PROXIES[@]}"; do
+	stop_proxy "$proxy"
+done
+
+# ---- idle keep-alive connections ----
+
+: >"$IDLE"
+for proxy in "${PROXIES[@]}"; do
+	idle_test "$proxy"
+done
+log "measurements took $(($(date +%s) - started_at)) s"
+
+# ---- report ----
+
+weir_version="$("$BUILD/weir" version) at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+{
+	echo "# weir load benchmark"
+	echo
+	echo "Generated by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): ROUNDS=$ROUNDS, DURATION=${DURATION}s (after a ${WARMUP}s warmup), connections $CONNS, IDLE_CONNS=$IDLE_CONNS."
+	echo
+	echo "## Machine"
+	echo
+	echo "| | |"
+	echo "|---|---|"
+	echo "| cores (nproc) | $(nproc) |"
+	echo "| CPU | $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo) |"
+	echo "| kernel | $(uname -sr) |"
+	echo "| weir | $weir_version |"
+	echo "| nginx | $(nginx -v 2>&1 | sed 's/^nginx version: //') |"
+	echo "| HAProxy | $(haproxy -v | head -1 | awk '{ print $3 }') |"
+	echo "| wrk | $(wrk -v 2>&1 | head -1 | awk '{ print $2 }') |"
+	echo "| Go | $(go version | awk '{ print $3 }') |"
+	echo
+	echo "## Method"
+	echo
+	echo "The proxy under test runs on core 0, single-threaded (weir \`GOMAXPROCS=1\`, nginx \`worker_processes 1\`,"
+	echo "HAProxy \`nbthread 1\`); \`wrk -t1\` and the fasthttp backend share core 1. All keep upstream connections"
+	echo "alive and log no access (configs in \`bench/configs/\`). weir+chain adds weir's default filter chain: a"
+	echo "rate_limit that never rejects, a circuit_breaker and a request-header rewrite. Each round runs every"
+	echo "scenario against every proxy once, interleaved; cells give the median over the rounds and (min–max)."
+	echo "**core-0 CPU/req** is core 0's busy time (user+nice+system+irq+softirq+steal in /proc/stat, which"
+	echo "includes the kernel's loopback TCP work) over the measured run divided by completed requests;"
+	echo "**process CPU/req** is the proxy process's own utime+stime per request (nginx: the worker), a"
+	echo "cross-check that excludes anything else on core 0. **core-0 busy** near 100 % means the proxy was the"
+	echo "bottleneck; below that, core 1 (wrk and the backend) limited req/s. **Peak RSS** is VmHWM, reset"
+	echo "before each run. **errors** counts socket errors and non-2xx answers over all rounds."
+	echo
+	awk -F'\t' -f - "$RUNS" <<'AWK'
+# Sorts v[1..n] numerically in place (insertion sort: n is the number of rounds).
+function sort(v, n,    i, j, x) {
+	for (i = 2; i <= n; i++) {
+		x = v[i]
+		for (j = i - 1; j >= 1 && v[j] > x; j--) v[j+1] = v[j]
+		v[j+1] = x
+	}
+}
+function median(v, n) { return n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2 }
+# stat(key, col, fmt, scale): "median (min–max)" of column col over the rounds of key.
+function stat(key, col, fmt, scale,    v, n, i) {
+	n = split(vals[key, col], v, " ")
+	for (i = 1; i <= n; i++) v[i] = v[i] / scale
+	sort(v, n)
+	return sprintf(fmt " (" fmt "–" fmt ")", median(v, n), v[1], v[n])
+}
+function med(key, col,    v, n) {
+	n = split(vals[key, col], v, " ")
+	sort(v, n)
+	return median(v, n)
+}
+{
+	key = $3 SUBSEP $4 SUBSEP $2
+	if (!(key in seen)) { seen[key] = 1; keys[++nkeys] = key }
+	if (!(($3, $4) in seen_sc)) { seen_sc[$3, $4] = 1; scs[++nscs] = $3 SUBSEP $4 }
+	for (c = 5; c <= 11; c++) vals[key, c] = vals[key, c] " " $c
+	errors[key] += $12
+}
+END {
+	print "## Throughput, latency, CPU and memory"
+	print ""
+	print "| scenario | conns | proxy | req/s | p50 ms | p99 ms | core-0 CPU/req µs | process CPU/req µs | core-0 busy % | peak RSS MiB | errors |"
+	print "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for (i = 1; i <= nkeys; i++) {
+		split(keys[i], k, SUBSEP)
+		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | %d |\n", k[1], k[2], k[3],
+			stat(keys[i], 5, "%.0f", 1), stat(keys[i], 6, "%.2f", 1000), stat(keys[i], 7, "%.2f", 1000),
+			stat(keys[i], 8, "%.1f", 1), stat(keys[i], 9, "%.1f", 1), med(keys[i], 10),
+			stat(keys[i], 11, "%.1f", 1024), errors[keys[i]]
+	}
+	print ""
+	print "## Ratios (medians; CPU below 1 and req/s above 1 favour weir)"
+	print ""
+	print "| scenario | conns | CPU/req weir ÷ nginx | CPU/req weir ÷ HAProxy | CPU/req weir+chain ÷ nginx | CPU/req weir+chain ÷ HAProxy | req/s weir ÷ nginx | req/s weir ÷ HAProxy | req/s weir+chain ÷ nginx | req/s weir+chain ÷ HAProxy |"
+	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for (i = 1; i <= nscs; i++) {
+		split(scs[i], s, SUBSEP)
+		w = scs[i] SUBSEP "weir"; c = scs[i] SUBSEP "weir+chain"
+		n = scs[i] SUBSEP "nginx"; h = scs[i] SUBSEP "HAProxy"
+		printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", s[1], s[2],
+			med(w, 8) / med(n, 8), med(w, 8) / med(h, 8), med(c, 8) / med(n, 8), med(c, 8) / med(h, 8),
+			med(w, 5) / med(n, 5), med(w, 5) / med(h, 5), med(c, 5) / med(n, 5), med(c, 5) / med(h, 5)
+	}
+}
+AWK
+	echo
+	echo "## Memory per idle keep-alive connection"
+	echo
+	echo "Each proxy freshly started; $IDLE_CONNS connections each serve one GET /13 and stay open; after 2 s idle,"
+	echo "(VmRSS after − VmRSS before) / $IDLE_CONNS (nginx: the worker). Every connection is checked to still serve"
+	echo "a request afterwards."
+	echo
+	echo "| proxy | RSS before MiB | RSS with idle connections MiB | bytes per idle connection |"
+	echo "|---|---:|---:|---:|"
+	awk -F'\t' '{
+		n = split($2, kv, " ")
+		for (i = 1; i <= n; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
+		printf "| %s | %.1f | %.1f | %d |\n", $1, v["rss_before_kb"] / 1024, v["rss_after_kb"] / 1024, v["bytes_per_conn"]
+	}' "$IDLE"
+} >"$RESULTS"
+log "wrote $RESULTS"
