@@ -346,6 +346,76 @@ func TestEdge_HopByHopNamesFromEveryConnectionLineStripped(t *testing.T) {
 	}
 }
 
+// A chunked request may end with trailer fields. fasthttp folds them into the header list after the
+// body, outside the raw header block the hop-by-hop strip reads, so each would otherwise reach the
+// backend as an ordinary header: a forged Forwarded or X_real_ip, an Upgrade. Like nginx, the gateway
+// drops request trailers; header lines of the same name keep their own values only.
+func TestEdge_RequestTrailerFieldsNeverReachTheBackend(t *testing.T) {
+	b := startRecordingBackend(t, "b", nil)
+	gw, _ := startGateway(t, oneRouteConfig("", b.Addr))
+	trailers := "Forwarded: for=6.6.6.6\r\nX_real_ip: 6.6.6.6\r\nUpgrade: h2c\r\nX-Ordinary: from-trailer\r\n" +
+		"X-Trailer-Only: t\r\nUser-Agent: trailer-agent\r\n\r\n"
+	// fasthttp turns an empty chunked body into Content-Length: 0, so that case is checked apart.
+	for _, body := range []string{"abc", ""} {
+		t.Run(fmt.Sprintf("%d-byte body", len(body)), func(t *testing.T) {
+			b.reset()
+			chunks := "0\r\n"
+			if body != "" {
+				chunks = fmt.Sprintf("%x\r\n%s\r\n0\r\n", len(body), body)
+			}
+			resp, got := exchange(t, gw, "PUT /t HTTP/1.1\r\nHost: h\r\nUser-Agent: header-agent\r\nX-Ordinary: from-header\r\n"+
+				"Trailer: X-Ordinary, X-Trailer-Only\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+chunks+trailers)
+			if resp.StatusCode != 200 || got != "b" {
+				t.Fatalf("client got %d %q, want 200 \"b\"", resp.StatusCode, got)
+			}
+			req := b.take(t)
+			if req.Body != body {
+				t.Errorf("backend received body %q, want %q", req.Body, body)
+			}
+			for _, k := range []string{"Forwarded", "X_real_ip", "Upgrade", "X-Trailer-Only", "Trailer"} {
+				if v, ok := req.Header[textproto.CanonicalMIMEHeaderKey(k)]; ok {
+					t.Errorf("backend received trailer field %s as a header: %q", k, v)
+				}
+			}
+			if v := req.Header["X-Ordinary"]; len(v) != 1 || v[0] != "from-header" {
+				t.Errorf("backend received X-Ordinary %q, want only the header's [from-header]", v)
+			}
+			if v := req.Header["User-Agent"]; len(v) != 1 || v[0] != "header-agent" {
+				t.Errorf("backend received User-Agent %q, want only the header's [header-agent]", v)
+			}
+		})
+	}
+}
+
+// A request framed both by Content-Length and by chunked encoding is read one way by weir and may have
+// been read the other way by whatever stood in front of it: the ambiguity request smuggling is made of.
+// RFC 9112 §6.3 lets a server reject it; like nginx, the gateway answers 400 and never forwards it.
+func TestEdge_ContentLengthWithChunkedRejected(t *testing.T) {
+	b := startRecordingBackend(t, "b", nil)
+	gw, _ := startGateway(t, oneRouteConfig("", b.Addr))
+	for _, order := range [][2]string{
+		{"Content-Length: 4", "Transfer-Encoding: chunked"},
+		{"Transfer-Encoding: chunked", "Content-Length: 4"},
+	} {
+		t.Run(order[0]+" then "+order[1], func(t *testing.T) {
+			b.reset()
+			raw := "PUT /cl-te HTTP/1.1\r\nHost: h\r\n" + order[0] + "\r\n" + order[1] + "\r\n\r\n0\r\n\r\n" +
+				"GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
+			got, closed := exchangeUntilClose(t, gw, raw, 3*time.Second)
+			if !closed {
+				t.Errorf("connection still open after an ambiguously framed request")
+			}
+			if statusOf(t, got) != 400 {
+				t.Fatalf("client got %q, want 400", got)
+			}
+			if n := strings.Count(got, "HTTP/1.1 "); n != 1 {
+				t.Errorf("client got %d responses, want 1 (the pipelined request must not be served): %q", n, got)
+			}
+			b.expectNone(t)
+		})
+	}
+}
+
 // ---- 2. X-Forwarded-* ----
 
 func TestEdge_ForwardedHeadersTrustOnlyConfiguredProxies(t *testing.T) {

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"slices"
 
 	"github.com/valyala/fasthttp"
 )
@@ -140,6 +141,7 @@ func keptOutsideLines(name []byte) bool {
 // allocate.
 func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
 	var p stripPlan
+	chunked := false
 	p.extra, p.expect = replaced, true
 	for raw := h.RawHeaders(); len(raw) > 0; {
 		var line []byte
@@ -156,9 +158,15 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
 		if bytes.EqualFold(name, []byte(fasthttp.HeaderConnection)) {
 			p.collectNamed(value)
 		}
+		// Only chunked requests carry trailers. The header line is the sign: fasthttp replaces it
+		// with Content-Length: 0 when the body was empty, but trailers may follow an empty body too.
+		chunked = chunked || bytes.EqualFold(name, []byte(fasthttp.HeaderTransferEncoding))
 		if !keptOutsideLines(name) || p.drops(name) {
 			p.add(name, value)
 		}
+	}
+	if chunked {
+		dropRequestTrailers(h)
 	}
 	p.findFirst()
 	switch {
@@ -184,6 +192,81 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
 			h.AddBytesKV(p.lines[i].name, p.lines[i].value)
 		}
 	}
+}
+
+// dropRequestTrailers removes the trailer fields that ended a chunked request body. fasthttp appends
+// them to the header list once the body is read, where they pass for header fields but are missing
+// from the raw header block; left there they would go upstream as headers around every rule the raw
+// block is checked by (a trailer Forwarded or Upgrade is never stripped). Nothing upstream asked for
+// them, so weir drops them, as nginx does, with the Trailer field announcing them. A name with more
+// values than raw lines is deleted and its raw lines re-added (after the other headers: the order of
+// such a name moves). Only chunked requests get here, so it may allocate.
+func dropRequestTrailers(h *fasthttp.RequestHeader) {
+	raw := h.RawHeaders()
+	// The announcement goes first: the request goes upstream with a Content-Length body and no trailer
+	// section, and fasthttp leaves announced names out of the header it writes (and out of block).
+	h.Del(fasthttp.HeaderTrailer)
+	// A copy of the header list as it would be written: unlike All(), this leaves Cookie lines as
+	// received. The names below point into it, so Del and Add cannot change them.
+	block := h.AppendBytes(nil)
+	var extra [][]byte
+	_, lines := nextLine(block) // the request line
+	for len(lines) > 0 {
+		var line []byte
+		line, lines = nextLine(lines)
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok || synthesizedLine(name) || countLines(block, name) <= countLines(raw, name) {
+			continue
+		}
+		if !slices.ContainsFunc(extra, func(e []byte) bool { return bytes.EqualFold(e, name) }) {
+			extra = append(extra, name)
+		}
+	}
+	for _, name := range extra {
+		values := rawValues(raw, name)
+		h.DelBytes(name)
+		for _, v := range values {
+			h.AddBytesKV(name, v)
+		}
+	}
+}
+
+// synthesizedLine reports header lines fasthttp writes from parsed state rather than from received
+// lines, so their count need not match the raw block's. None of them may be a trailer anyway.
+func synthesizedLine(name []byte) bool {
+	for _, k := range [...]string{fasthttp.HeaderContentLength, fasthttp.HeaderConnection, fasthttp.HeaderCookie,
+		fasthttp.HeaderTrailer, fasthttp.HeaderHost, fasthttp.HeaderContentType} {
+		if bytes.EqualFold(name, []byte(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// countLines counts the lines of a header block named name.
+func countLines(block, name []byte) int {
+	n := 0
+	for len(block) > 0 {
+		var line []byte
+		line, block = nextLine(block)
+		if k, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(k), name) {
+			n++
+		}
+	}
+	return n
+}
+
+// rawValues returns the values of the raw header lines named name, in order.
+func rawValues(raw, name []byte) [][]byte {
+	var values [][]byte
+	for len(raw) > 0 {
+		var line []byte
+		line, raw = nextLine(raw)
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(k), name) {
+			values = append(values, bytes.TrimSpace(v))
+		}
+	}
+	return values
 }
 
 // StripHopResponse removes an upstream response's hop-by-hop headers, including every header any
