@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/upstream"
 )
 
 // checkRequest enforces the gateway's request rules before routing. It returns 0 for a request that
@@ -21,8 +23,8 @@ func checkRequest(ctx *fasthttp.RequestCtx) (int, string) {
 	}
 	// A chunked request has a length of -1, or 0 once fasthttp found its body empty; other requests
 	// skip the scan.
-	if cl := req.Header.ContentLength(); (cl == -1 || cl == 0) && hasRawLine(req.Header.RawHeaders(), fasthttp.HeaderContentLength) &&
-		hasRawLine(req.Header.RawHeaders(), fasthttp.HeaderTransferEncoding) {
+	if cl := req.Header.ContentLength(); (cl == -1 || cl == 0) && upstream.HasHeaderLine(req.Header.RawHeaders(), fasthttp.HeaderContentLength) &&
+		upstream.HasHeaderLine(req.Header.RawHeaders(), fasthttp.HeaderTransferEncoding) {
 		// fasthttp framed the body by its chunks; a proxy in front may have framed it by the length,
 		// and then the rest of this connection is not what that proxy thinks it sent. RFC 9112 §6.3
 		// lets a server refuse the request, and the connection must not be reused after it.
@@ -97,22 +99,6 @@ func hasPrefixFold(b []byte, prefix string) bool {
 func containsFold(b []byte, sub string) bool {
 	for i := 0; i+len(sub) <= len(b); i++ {
 		if bytes.EqualFold(b[i:i+len(sub)], []byte(sub)) {
-			return true
-		}
-	}
-	return false
-}
-
-// hasRawLine reports whether a raw header block has a line named name.
-func hasRawLine(raw []byte, name string) bool {
-	for len(raw) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			line, raw = raw, nil
-		}
-		if k, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(k), []byte(name)) {
 			return true
 		}
 	}

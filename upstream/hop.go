@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"iter"
 	"slices"
 
 	"github.com/valyala/fasthttp"
@@ -77,15 +78,8 @@ func (p *stripPlan) collectNamed(list []byte) {
 }
 
 func (p *stripPlan) drops(name []byte) bool {
-	for _, k := range hopHeaders {
-		if bytes.EqualFold(name, []byte(k)) {
-			return true
-		}
-	}
-	for _, k := range p.extra {
-		if bytes.EqualFold(name, []byte(k)) {
-			return true
-		}
+	if namedIn(name, hopHeaders[:]) || namedIn(name, p.extra) {
+		return true
 	}
 	if p.expect && bytes.EqualFold(name, []byte(fasthttp.HeaderExpect)) {
 		return true
@@ -121,10 +115,16 @@ func (p *stripPlan) moved(i int) bool {
 	return false
 }
 
-func keptOutsideLines(name []byte) bool {
-	for _, k := range [...]string{fasthttp.HeaderHost, fasthttp.HeaderContentType, fasthttp.HeaderUserAgent,
-		fasthttp.HeaderContentLength, fasthttp.HeaderCookie, fasthttp.HeaderTrailer, fasthttp.HeaderServer,
-		fasthttp.HeaderSetCookie, fasthttp.HeaderContentEncoding} {
+// keptOutside are the headers fasthttp holds as parsed state rather than as lines, in requests or
+// responses: deleting and re-adding them would re-serialize or re-parse them, so the strips leave
+// their lines alone.
+var keptOutside = [...]string{fasthttp.HeaderHost, fasthttp.HeaderContentType, fasthttp.HeaderUserAgent,
+	fasthttp.HeaderContentLength, fasthttp.HeaderCookie, fasthttp.HeaderTrailer, fasthttp.HeaderServer,
+	fasthttp.HeaderSetCookie, fasthttp.HeaderContentEncoding}
+
+// namedIn reports whether name is one of names, ignoring case.
+func namedIn(name []byte, names []string) bool {
+	for _, k := range names {
 		if bytes.EqualFold(name, []byte(k)) {
 			return true
 		}
@@ -161,7 +161,7 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
 		// Only chunked requests carry trailers. The header line is the sign: fasthttp replaces it
 		// with Content-Length: 0 when the body was empty, but trailers may follow an empty body too.
 		chunked = chunked || bytes.EqualFold(name, []byte(fasthttp.HeaderTransferEncoding))
-		if !keptOutsideLines(name) || p.drops(name) {
+		if !namedIn(name, keptOutside[:]) || p.drops(name) {
 			p.add(name, value)
 		}
 	}
@@ -188,7 +188,7 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
 	}
 	for i := 0; i < p.n; i++ {
 		// Raw lines are a copy fasthttp set aside while parsing: Del and Add do not touch them.
-		if !p.drops(p.lines[i].name) && p.moved(i) && !keptOutsideLines(p.lines[i].name) {
+		if !p.drops(p.lines[i].name) && p.moved(i) && !namedIn(p.lines[i].name, keptOutside[:]) {
 			h.AddBytesKV(p.lines[i].name, p.lines[i].value)
 		}
 	}
@@ -211,16 +211,12 @@ func dropRequestTrailers(h *fasthttp.RequestHeader) {
 	block := h.AppendBytes(nil)
 	var extra [][]byte
 	_, lines := nextLine(block) // the request line
-	for len(lines) > 0 {
-		var line []byte
-		line, lines = nextLine(lines)
-		name, _, ok := bytes.Cut(line, []byte(":"))
-		if !ok || synthesizedLine(name) || countLines(block, name) <= countLines(raw, name) {
+	for name := range headerLines(lines) {
+		if namedIn(name, synthesized[:]) || countLines(block, name) <= countLines(raw, name) ||
+			slices.ContainsFunc(extra, func(e []byte) bool { return bytes.EqualFold(e, name) }) {
 			continue
 		}
-		if !slices.ContainsFunc(extra, func(e []byte) bool { return bytes.EqualFold(e, name) }) {
-			extra = append(extra, name)
-		}
+		extra = append(extra, name)
 	}
 	for _, name := range extra {
 		values := rawValues(raw, name)
@@ -231,39 +227,47 @@ func dropRequestTrailers(h *fasthttp.RequestHeader) {
 	}
 }
 
-// synthesizedLine reports header lines fasthttp writes from parsed state rather than from received
-// lines, so their count need not match the raw block's. None of them may be a trailer anyway.
-func synthesizedLine(name []byte) bool {
-	for _, k := range [...]string{fasthttp.HeaderContentLength, fasthttp.HeaderConnection, fasthttp.HeaderCookie,
-		fasthttp.HeaderTrailer, fasthttp.HeaderHost, fasthttp.HeaderContentType} {
-		if bytes.EqualFold(name, []byte(k)) {
-			return true
+// synthesized are the header lines fasthttp writes from parsed state rather than from received lines,
+// so their count need not match the raw block's. None of them may be a trailer anyway.
+var synthesized = [...]string{fasthttp.HeaderContentLength, fasthttp.HeaderConnection, fasthttp.HeaderCookie,
+	fasthttp.HeaderTrailer, fasthttp.HeaderHost, fasthttp.HeaderContentType}
+
+// headerLines yields the trimmed name and value of each "name: value" line of a header block.
+func headerLines(block []byte) iter.Seq2[[]byte, []byte] {
+	return func(yield func(name, value []byte) bool) {
+		for len(block) > 0 {
+			var line []byte
+			line, block = nextLine(block)
+			if k, v, ok := bytes.Cut(line, []byte(":")); ok && !yield(bytes.TrimSpace(k), bytes.TrimSpace(v)) {
+				return
+			}
 		}
 	}
-	return false
 }
 
 // countLines counts the lines of a header block named name.
 func countLines(block, name []byte) int {
 	n := 0
-	for len(block) > 0 {
-		var line []byte
-		line, block = nextLine(block)
-		if k, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(k), name) {
+	for k := range headerLines(block) {
+		if bytes.EqualFold(k, name) {
 			n++
 		}
 	}
 	return n
 }
 
+// HasHeaderLine reports whether a raw header block (RequestHeader.RawHeaders) has a line named name:
+// what the client sent, where fasthttp's parsed state may already have replaced it.
+func HasHeaderLine(raw []byte, name string) bool {
+	return countLines(raw, []byte(name)) > 0
+}
+
 // rawValues returns the values of the raw header lines named name, in order.
 func rawValues(raw, name []byte) [][]byte {
 	var values [][]byte
-	for len(raw) > 0 {
-		var line []byte
-		line, raw = nextLine(raw)
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(k), name) {
-			values = append(values, bytes.TrimSpace(v))
+	for k, v := range headerLines(raw) {
+		if bytes.EqualFold(k, name) {
+			values = append(values, v)
 		}
 	}
 	return values
@@ -281,7 +285,7 @@ func StripHopResponse(h *fasthttp.ResponseHeader) {
 		if bytes.EqualFold(name, []byte(fasthttp.HeaderConnection)) {
 			p.collectNamed(value)
 		}
-		if !keptOutsideLines(name) {
+		if !namedIn(name, keptOutside[:]) {
 			p.add(name, value)
 		}
 	}
