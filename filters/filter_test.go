@@ -70,3 +70,12 @@ func TestExchange_ReleaseZeroesItBeforeReuse(t *testing.T) {
 		t.Fatalf("released exchange still carries state: %+v", x)
 	}
 }
+
+// configErrorTexts returns the text of each problem a filter constructor reported, in order.
+func configErrorTexts(err error) []string {
+	var texts []string
+	for _, ce := range ConfigErrors(err) {
+		texts = append(texts, ce.Error())
+	}
+	return texts
+}

@@ -402,10 +402,7 @@ func TestNewJSON_ValidationErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; filter %+v", j)
 			}
-			var got []string
-			for _, ce := range ConfigErrors(err) {
-				got = append(got, ce.Error())
-			}
+			got := configErrorTexts(err)
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Errorf("errors\n got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}

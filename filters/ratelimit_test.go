@@ -294,10 +294,7 @@ func TestNewRateLimit_RejectsBadSettings(t *testing.T) {
 		{RateLimitConfig{Rate: 1, Per: time.Second, Key: "route", MaxKeys: 0}, "max_keys: must be 1 or more"},
 	} {
 		_, err := NewRateLimit(tc.cfg, Env{Now: time.Now})
-		var got []string
-		for _, ce := range ConfigErrors(err) {
-			got = append(got, ce.Error())
-		}
+		got := configErrorTexts(err)
 		if strings.Join(got, "; ") != tc.want {
 			t.Errorf("NewRateLimit(%+v) = %q, want %q", tc.cfg, got, tc.want)
 		}

@@ -164,10 +164,7 @@ func TestNewRewrite_RejectsBadSettings(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted: %+v", f)
 			}
-			var got []string
-			for _, ce := range ConfigErrors(err) {
-				got = append(got, ce.Error())
-			}
+			got := configErrorTexts(err)
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
