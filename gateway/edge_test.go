@@ -162,14 +162,8 @@ func exchange(t *testing.T, addr, raw string) (*http.Response, string) {
 // the connection was still open after within.
 func exchangeUntilClose(t *testing.T, addr, raw string, within time.Duration) (got string, closed bool) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialAndWrite(t, addr, raw)
 	defer conn.Close()
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
 	_ = conn.SetReadDeadline(time.Now().Add(within))
 	var out strings.Builder
 	buf := make([]byte, 4096)

@@ -155,14 +155,8 @@ func startRawTCP(t testing.TB, handle func(net.Conn)) string {
 // the connection or goes quiet for 500ms.
 func rawExchange(t testing.TB, addr, raw string) string {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialAndWrite(t, addr, raw)
 	defer conn.Close()
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
 	var out strings.Builder
 	r := bufio.NewReader(conn)
 	buf := make([]byte, 4096)
@@ -174,6 +168,20 @@ func rawExchange(t testing.TB, addr, raw string) string {
 			return out.String()
 		}
 	}
+}
+
+// dialAndWrite opens a connection to addr and writes raw on it; the caller closes it.
+func dialAndWrite(t testing.TB, addr, raw string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, raw); err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	return conn
 }
 
 // statusOf parses the status code of the first response in a raw HTTP exchange.
