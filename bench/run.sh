@@ -6,7 +6,9 @@
 #
 # Settings (environment): ROUNDS (3), DURATION of each measured wrk run in seconds (5), WARMUP wrk run
 # before each measured one in seconds (1), CONNS wrk connection counts ("64 256"), IDLE_CONNS idle
-# keep-alive connections of the memory test (10000).
+# keep-alive connections of the memory test (10000), PROXIES to run (a subset of "weir weir+chain
+# nginx HAProxy floor"; the report's ratios need weir, weir+chain, nginx and HAProxy), SCENARIO_MATCH
+# (an extended regex: only scenarios whose name matches run, e.g. "13 B|POST").
 #
 # Layout: the proxy under test runs alone on core 0, single-threaded (weir GOMAXPROCS=1, nginx one
 # worker, HAProxy nbthread 1); wrk, the fasthttp backend (bench/backend) and the idle-connection client
@@ -26,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=bench/.build
 LOGS=$BUILD/logs
-RESULTS=bench/results.md
+RESULTS=${RESULTS:-bench/results.md} # where the report goes
 RUNS=$BUILD/runs.tsv
 IDLE=$BUILD/idle.tsv
 
@@ -40,9 +42,13 @@ PROXY_CORE=0
 LOAD_CORE=1
 BACKEND_ADDR=127.0.0.1:18080
 
-# Proxies: name, listening port (fixed in bench/configs).
-PROXIES=(weir weir+chain nginx HAProxy)
-declare -A PORT=([weir]=18081 [weir+chain]=18082 [nginx]=18083 [HAProxy]=18084)
+# Proxies: name, listening port (fixed in bench/configs). floor is bench/floor, the smallest fasthttp
+# proxy: what any proxy on fasthttp's server and client costs on this machine, to calibrate weir by.
+read -r -a PROXIES <<<"${PROXIES:-weir weir+chain nginx HAProxy floor}"
+declare -A PORT=([weir]=18081 [weir+chain]=18082 [nginx]=18083 [HAProxy]=18084 [floor]=18085)
+for proxy in "${PROXIES[@]}"; do
+	[[ -n ${PORT[$proxy]:-} ]] || { echo "unknown proxy '$proxy' in PROXIES" >&2; exit 2; }
+done
 ADMIN_PORTS=(18091 18092)
 
 # Scenarios: name|path|expected response body bytes|POST body bytes (empty for GET).
@@ -52,6 +58,15 @@ SCENARIOS=(
 	"GET 64 KiB|/64k|65536|"
 	"POST 4 KiB|/echo|4096|4096"
 )
+SCENARIO_MATCH=${SCENARIO_MATCH:-}
+if [[ -n $SCENARIO_MATCH ]]; then
+	selected=()
+	for scenario in "${SCENARIOS[@]}"; do
+		[[ ${scenario%%|*} =~ $SCENARIO_MATCH ]] && selected+=("$scenario")
+	done
+	((${#selected[@]} > 0)) || { echo "SCENARIO_MATCH '$SCENARIO_MATCH' selects no scenario" >&2; exit 2; }
+	SCENARIOS=("${selected[@]}")
+fi
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 die() {
@@ -132,6 +147,8 @@ start_proxy() {
 			-c "$PWD/bench/configs/nginx.conf" -g 'daemon off;'
 		;;
 	HAProxy) start "$name" "$PROXY_CORE" "$logfile" haproxy -db -f bench/configs/haproxy.cfg ;;
+	floor) start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/floor" -listen "127.0.0.1:${PORT[floor]}" \
+		-upstream "$BACKEND_ADDR" ;;
 	esac
 	wait_port "$name" "${PORT[$name]}" "$logfile"
 	MEASURE[$name]=${PID[$name]}
@@ -267,10 +284,11 @@ done
 
 rm -rf "$BUILD"
 mkdir -p "$LOGS"
-log "building weir, the backend and the idle-connection client"
+log "building weir, the backend, the idle-connection client and the floor proxy"
 go build -o "$BUILD/weir" ./cmd/weir
 go build -o "$BUILD/backend" ./bench/backend
 go build -o "$BUILD/idleconns" ./bench/idleconns
+go build -o "$BUILD/floor" ./bench/floor
 
 start backend "$LOAD_CORE" "$LOGS/backend.log" env GOMAXPROCS=1 "$BUILD/backend" -listen "$BACKEND_ADDR"
 wait_port backend "${BACKEND_ADDR##*:}" "$LOGS/backend.log"
@@ -299,12 +317,14 @@ for proxy in "${PROXIES[@]}"; do
 	stop_proxy "$proxy"
 done
 
-# ---- idle keep-alive connections ----
+# ---- idle keep-alive connections (IDLE_CONNS=0 skips them) ----
 
 : >"$IDLE"
-for proxy in "${PROXIES[@]}"; do
-	idle_test "$proxy"
-done
+if ((IDLE_CONNS > 0)); then
+	for proxy in "${PROXIES[@]}"; do
+		idle_test "$proxy"
+	done
+fi
 log "measurements took $(($(date +%s) - started_at)) s"
 
 # ---- report ----
@@ -359,6 +379,11 @@ function stat(key, col, fmt, scale,    v, n, i) {
 	sort(v, n)
 	return sprintf(fmt " (" fmt "–" fmt ")", median(v, n), v[1], v[n])
 }
+# ratio(a, b, col): median of column col for key a over that for key b, "–" when either did not run.
+function ratio(a, b, col) {
+	if (!(a in seen) || !(b in seen)) return "–"
+	return sprintf("%.2f", med(a, col) / med(b, col))
+}
 function med(key, col,    v, n) {
 	n = split(vals[key, col], v, " ")
 	sort(v, n)
@@ -386,15 +411,17 @@ END {
 	print ""
 	print "## Ratios (medians; CPU below 1 and req/s above 1 favour weir)"
 	print ""
-	print "| scenario | conns | CPU/req weir ÷ nginx | CPU/req weir ÷ HAProxy | CPU/req weir+chain ÷ nginx | CPU/req weir+chain ÷ HAProxy | req/s weir ÷ nginx | req/s weir ÷ HAProxy | req/s weir+chain ÷ nginx | req/s weir+chain ÷ HAProxy |"
-	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	print "floor is bench/floor, the smallest fasthttp proxy: weir ÷ floor is what weir adds to the library it is built on."
+	print ""
+	print "| scenario | conns | CPU/req weir ÷ nginx | CPU/req weir ÷ HAProxy | CPU/req weir+chain ÷ nginx | CPU/req weir+chain ÷ HAProxy | CPU/req weir ÷ floor | CPU/req floor ÷ nginx | req/s weir ÷ nginx | req/s weir ÷ HAProxy | req/s weir+chain ÷ nginx | req/s weir+chain ÷ HAProxy |"
+	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for (i = 1; i <= nscs; i++) {
 		split(scs[i], s, SUBSEP)
 		w = scs[i] SUBSEP "weir"; c = scs[i] SUBSEP "weir+chain"
-		n = scs[i] SUBSEP "nginx"; h = scs[i] SUBSEP "HAProxy"
-		printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", s[1], s[2],
-			med(w, 8) / med(n, 8), med(w, 8) / med(h, 8), med(c, 8) / med(n, 8), med(c, 8) / med(h, 8),
-			med(w, 5) / med(n, 5), med(w, 5) / med(h, 5), med(c, 5) / med(n, 5), med(c, 5) / med(h, 5)
+		n = scs[i] SUBSEP "nginx"; h = scs[i] SUBSEP "HAProxy"; f = scs[i] SUBSEP "floor"
+		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s[1], s[2],
+			ratio(w, n, 8), ratio(w, h, 8), ratio(c, n, 8), ratio(c, h, 8), ratio(w, f, 8), ratio(f, n, 8),
+			ratio(w, n, 5), ratio(w, h, 5), ratio(c, n, 5), ratio(c, h, 5)
 	}
 }
 AWK
