@@ -412,6 +412,35 @@ func TestEdge_ContentLengthWithChunkedRejected(t *testing.T) {
 
 // ---- 2. X-Forwarded-* ----
 
+// A request with more header lines than the strip plans line by line (upstream/hop.go maxLines) falls
+// back to deleting by name; weir then adds its own forwarding headers without searching for the
+// client's, so every client copy must be gone wherever it stood.
+func TestEdge_ForwardingHeadersReplacedPastTheLinesTheStripPlans(t *testing.T) {
+	addr := startRawBodyBackend(t)
+	gw, _ := startGateway(t, oneRouteConfig("", addr))
+	var req strings.Builder
+	req.WriteString("GET /x HTTP/1.1\r\nHost: h\r\n")
+	for i := 0; i < 140; i++ {
+		fmt.Fprintf(&req, "X-Filler-%d: %d\r\n", i, i)
+	}
+	req.WriteString("X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\n" +
+		"Upgrade: websocket\r\nConnection: close\r\n\r\n")
+	raw := rawExchange(t, gw, req.String())
+	for _, bad := range []string{"6.6.6.6", "evil", "https", "websocket"} {
+		if strings.Contains(raw, bad) {
+			t.Errorf("%q reached the backend", bad)
+		}
+	}
+	for _, line := range []string{"X-Forwarded-For: 127.0.0.1\r\n", "X-Forwarded-Host: h\r\n", "X-Forwarded-Proto: http\r\n", "X-Filler-139: 139\r\n"} {
+		if n := strings.Count(raw, line); n != 1 {
+			t.Errorf("backend got %q %d times, want once", line, n)
+		}
+	}
+	if t.Failed() {
+		t.Logf("backend saw:\n%s", raw)
+	}
+}
+
 func TestEdge_ForwardedHeadersTrustOnlyConfiguredProxies(t *testing.T) {
 	b := startRecordingBackend(t, "b", nil)
 	untrusted, _ := startGateway(t, oneRouteConfig("", b.Addr))

@@ -44,12 +44,12 @@ func (s *Snapshot) isTrusted(a netip.Addr) bool {
 // replacedUntrusted are the headers weir writes itself for a peer it does not trust; any the client
 // sent are dropped. The underscore spellings matter to CGI-style upstreams (nginx variables, WSGI, PHP),
 // which map them to the same variable names as the dashed ones.
-var replacedUntrusted = []string{headerXFF, headerXFProto, headerXFHost, headerRequestID, "Forwarded", "X-Real-Ip",
-	"X_forwarded_for", "X_forwarded_proto", "X_forwarded_host", "X_real_ip"}
+var replacedUntrusted = upstream.NewNameSet(headerXFF, headerXFProto, headerXFHost, headerRequestID, "Forwarded",
+	"X-Real-Ip", "X_forwarded_for", "X_forwarded_proto", "X_forwarded_host", "X_real_ip")
 
 // replacedTrusted: a trusted proxy's X-Forwarded-Proto and -Host stay; X-Forwarded-For is rewritten
 // with the peer appended.
-var replacedTrusted = []string{headerXFF, headerRequestID}
+var replacedTrusted = upstream.NewNameSet(headerXFF, headerRequestID)
 
 // forwardHeaders prepares the request's headers for the upstream, in one pass that keeps the order of
 // the lines it leaves: it strips hop-by-hop headers and the headers weir replaces, then writes
@@ -83,18 +83,19 @@ func (s *Snapshot) forwardHeaders(ctx *fasthttp.RequestCtx, x *filters.Exchange)
 	}
 	upstream.StripHopRequest(h, replaced)
 
-	h.SetBytesV(headerXFF, append(xff, peerText...))
-	if len(h.Peek(headerXFProto)) == 0 {
+	// The strip removed every line of the replaced headers, so weir's are added without a search.
+	h.AddBytesV(headerXFF, append(xff, peerText...))
+	if !trusted || len(h.Peek(headerXFProto)) == 0 {
 		if ctx.IsTLS() {
-			h.Set(headerXFProto, "https")
+			h.Add(headerXFProto, "https")
 		} else {
-			h.Set(headerXFProto, "http")
+			h.Add(headerXFProto, "http")
 		}
 	}
-	if host := h.Host(); len(host) > 0 && len(h.Peek(headerXFHost)) == 0 {
-		h.SetBytesV(headerXFHost, host)
+	if host := h.Host(); len(host) > 0 && (!trusted || len(h.Peek(headerXFHost)) == 0) {
+		h.AddBytesV(headerXFHost, host)
 	}
-	h.SetBytesV(headerRequestID, x.RequestID)
+	h.AddBytesV(headerRequestID, x.RequestID)
 }
 
 // clientFromXFF picks the right-most address in a trusted proxy's X-Forwarded-For lines that is not

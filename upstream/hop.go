@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"iter"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 )
 
 // hopHeaders are meaningful for one connection only (RFC 9110 §7.6.1) and never forwarded. Trailer is
 // not among them: fasthttp relays trailers end to end, and their announcement must travel with them.
-var hopHeaders = [...]string{
+var hopHeaders = NewNameSet(
 	fasthttp.HeaderConnection,
 	"Proxy-Connection",
 	fasthttp.HeaderKeepAlive,
@@ -19,7 +21,56 @@ var hopHeaders = [...]string{
 	fasthttp.HeaderTE,
 	fasthttp.HeaderTransferEncoding,
 	fasthttp.HeaderUpgrade,
+)
+
+// NameSet is a set of header names, matched ignoring ASCII case (header names are tokens: ASCII only).
+// Every line of every message is looked up in several sets, so a lookup must be cheap: a mask of the
+// names' lengths turns most lines away without comparing a byte, and the rest are compared only with
+// the names of their own length.
+type NameSet struct {
+	lens  uint64   // bit l is set when a name has length l; bit 63 stands for 63 bytes or more
+	names []string // in lower case
 }
+
+// NewNameSet returns the set of names.
+func NewNameSet(names ...string) *NameSet {
+	s := &NameSet{}
+	for _, n := range names {
+		s.lens |= 1 << min(len(n), 63)
+		s.names = append(s.names, strings.ToLower(n))
+	}
+	return s
+}
+
+// Has reports whether name is in the set, ignoring ASCII case. A nil set is empty.
+func (s *NameSet) Has(name []byte) bool {
+	if s == nil || s.lens&(1<<min(len(name), 63)) == 0 {
+		return false
+	}
+	for _, k := range s.names {
+		if len(k) == len(name) && equalLower(name, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// equalLower reports whether b, in lower case, is lower; the two have the same length.
+func equalLower(b []byte, lower string) bool {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// sameName reports whether two header names are equal ignoring case.
+func sameName(a, b []byte) bool { return len(a) == len(b) && bytes.EqualFold(a, b) }
 
 // Removing header lines without reordering the rest.
 //
@@ -38,16 +89,44 @@ const (
 
 type headerLine struct{ name, value []byte }
 
-// stripPlan is the set of lines of one header block and which of them go.
+// stripPlan is the set of lines of one header block and which of them go. At about 8 KB it lives in
+// planPool rather than on the stack: a connection's goroutine keeps the stack its deepest request grew
+// for as long as the connection stays open, idle or not.
 type stripPlan struct {
 	lines  [maxLines]headerLine
 	n      int
 	named  [maxNamed][]byte // names listed in Connection lines
 	nNamed int
-	extra  []string // names the caller replaces with its own
+	extra  *NameSet // names the caller replaces with its own
 	expect bool     // drop Expect too (requests: the server answered it)
 	exceed bool     // too many lines or names, or a folded line: fall back to Del
 	first  int      // index of the first line that goes; n when none does
+
+	// StripHopResponse copies the lines it re-adds here (Del and Add reuse the memory All() points
+	// into), and notes where each one is.
+	saved []byte
+	kept  [maxLines][2]int
+}
+
+var planPool = sync.Pool{New: func() any { return new(stripPlan) }}
+
+func acquirePlan() *stripPlan { return planPool.Get().(*stripPlan) }
+
+// maxSaved is the largest copy buffer a pooled plan keeps: one unusually large response head must not
+// pin its size in the pool for good.
+const maxSaved = 16 << 10
+
+// release returns p to the pool, cleared, holding no reference into a message. Only the used part of
+// each array is cleared: zeroing the whole plan would cost more than the strip.
+func (p *stripPlan) release() {
+	clear(p.lines[:p.n])
+	clear(p.named[:p.nNamed])
+	p.n, p.nNamed, p.extra, p.expect, p.exceed, p.first = 0, 0, nil, false, false, 0
+	p.saved = p.saved[:0]
+	if cap(p.saved) > maxSaved {
+		p.saved = nil
+	}
+	planPool.Put(p)
 }
 
 func (p *stripPlan) add(name, value []byte) {
@@ -66,8 +145,8 @@ func (p *stripPlan) collectNamed(list []byte) {
 		var name []byte
 		name, list = nextToken(list)
 		switch {
-		case len(name) == 0, bytes.EqualFold(name, []byte(fasthttp.HeaderHost)),
-			bytes.EqualFold(name, []byte(fasthttp.HeaderContentLength)):
+		case len(name) == 0, sameName(name, []byte(fasthttp.HeaderHost)),
+			sameName(name, []byte(fasthttp.HeaderContentLength)):
 		case p.nNamed == maxNamed:
 			p.exceed = true
 		default:
@@ -78,14 +157,14 @@ func (p *stripPlan) collectNamed(list []byte) {
 }
 
 func (p *stripPlan) drops(name []byte) bool {
-	if namedIn(name, hopHeaders[:]) || namedIn(name, p.extra) {
+	if hopHeaders.Has(name) || p.extra.Has(name) {
 		return true
 	}
-	if p.expect && bytes.EqualFold(name, []byte(fasthttp.HeaderExpect)) {
+	if p.expect && sameName(name, []byte(fasthttp.HeaderExpect)) {
 		return true
 	}
 	for _, k := range p.named[:p.nNamed] {
-		if bytes.EqualFold(name, k) {
+		if sameName(name, k) {
 			return true
 		}
 	}
@@ -108,7 +187,7 @@ func (p *stripPlan) findFirst() {
 func (p *stripPlan) moved(i int) bool {
 	name := p.lines[i].name
 	for j := p.first; j < p.n; j++ {
-		if bytes.EqualFold(name, p.lines[j].name) {
+		if sameName(name, p.lines[j].name) {
 			return true
 		}
 	}
@@ -118,19 +197,9 @@ func (p *stripPlan) moved(i int) bool {
 // keptOutside are the headers fasthttp holds as parsed state rather than as lines, in requests or
 // responses: deleting and re-adding them would re-serialize or re-parse them, so the strips leave
 // their lines alone.
-var keptOutside = [...]string{fasthttp.HeaderHost, fasthttp.HeaderContentType, fasthttp.HeaderUserAgent,
+var keptOutside = NewNameSet(fasthttp.HeaderHost, fasthttp.HeaderContentType, fasthttp.HeaderUserAgent,
 	fasthttp.HeaderContentLength, fasthttp.HeaderCookie, fasthttp.HeaderTrailer, fasthttp.HeaderServer,
-	fasthttp.HeaderSetCookie, fasthttp.HeaderContentEncoding}
-
-// namedIn reports whether name is one of names, ignoring case.
-func namedIn(name []byte, names []string) bool {
-	for _, k := range names {
-		if bytes.EqualFold(name, []byte(k)) {
-			return true
-		}
-	}
-	return false
-}
+	fasthttp.HeaderSetCookie, fasthttp.HeaderContentEncoding)
 
 // StripHopRequest removes from a request as received its hop-by-hop headers, every header any
 // Connection line names, Expect (weir answered it already), and replaced: names the caller is about
@@ -139,8 +208,9 @@ func namedIn(name []byte, names []string) bool {
 // that stay keep their order. It reads the raw header block: fasthttp's Peek returns only the first
 // Connection line (or just "close"), and iterating with All() would re-serialize Cookie. It does not
 // allocate.
-func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
-	var p stripPlan
+func StripHopRequest(h *fasthttp.RequestHeader, replaced *NameSet) {
+	p := acquirePlan()
+	defer p.release()
 	chunked := false
 	p.extra, p.expect = replaced, true
 	for raw := h.RawHeaders(); len(raw) > 0; {
@@ -155,13 +225,13 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
 			continue
 		}
 		name, value = bytes.TrimSpace(name), bytes.TrimSpace(value)
-		if bytes.EqualFold(name, []byte(fasthttp.HeaderConnection)) {
+		if sameName(name, []byte(fasthttp.HeaderConnection)) {
 			p.collectNamed(value)
 		}
 		// Only chunked requests carry trailers. The header line is the sign: fasthttp replaces it
 		// with Content-Length: 0 when the body was empty, but trailers may follow an empty body too.
-		chunked = chunked || bytes.EqualFold(name, []byte(fasthttp.HeaderTransferEncoding))
-		if !namedIn(name, keptOutside[:]) || p.drops(name) {
+		chunked = chunked || sameName(name, []byte(fasthttp.HeaderTransferEncoding))
+		if !keptOutside.Has(name) || p.drops(name) {
 			p.add(name, value)
 		}
 	}
@@ -178,8 +248,15 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
 				h.DelBytes(p.lines[i].name)
 			}
 		}
-		for _, k := range hopHeaders {
+		// Lines past maxLines were not planned: the caller's names must go wherever they are, since
+		// the caller adds its own lines rather than replacing these.
+		for _, k := range hopHeaders.names {
 			h.Del(k)
+		}
+		if replaced != nil {
+			for _, k := range replaced.names {
+				h.Del(k)
+			}
 		}
 		return
 	}
@@ -188,7 +265,7 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced []string) {
 	}
 	for i := 0; i < p.n; i++ {
 		// Raw lines are a copy fasthttp set aside while parsing: Del and Add do not touch them.
-		if !p.drops(p.lines[i].name) && p.moved(i) && !namedIn(p.lines[i].name, keptOutside[:]) {
+		if !p.drops(p.lines[i].name) && p.moved(i) && !keptOutside.Has(p.lines[i].name) {
 			h.AddBytesKV(p.lines[i].name, p.lines[i].value)
 		}
 	}
@@ -212,8 +289,8 @@ func dropRequestTrailers(h *fasthttp.RequestHeader) {
 	var extra [][]byte
 	_, lines := nextLine(block) // the request line
 	for name := range headerLines(lines) {
-		if namedIn(name, synthesized[:]) || countLines(block, name) <= countLines(raw, name) ||
-			slices.ContainsFunc(extra, func(e []byte) bool { return bytes.EqualFold(e, name) }) {
+		if synthesized.Has(name) || countLines(block, name) <= countLines(raw, name) ||
+			slices.ContainsFunc(extra, func(e []byte) bool { return sameName(e, name) }) {
 			continue
 		}
 		extra = append(extra, name)
@@ -229,8 +306,8 @@ func dropRequestTrailers(h *fasthttp.RequestHeader) {
 
 // synthesized are the header lines fasthttp writes from parsed state rather than from received lines,
 // so their count need not match the raw block's. None of them may be a trailer anyway.
-var synthesized = [...]string{fasthttp.HeaderContentLength, fasthttp.HeaderConnection, fasthttp.HeaderCookie,
-	fasthttp.HeaderTrailer, fasthttp.HeaderHost, fasthttp.HeaderContentType}
+var synthesized = NewNameSet(fasthttp.HeaderContentLength, fasthttp.HeaderConnection, fasthttp.HeaderCookie,
+	fasthttp.HeaderTrailer, fasthttp.HeaderHost, fasthttp.HeaderContentType)
 
 // headerLines yields the trimmed name and value of each "name: value" line of a header block.
 func headerLines(block []byte) iter.Seq2[[]byte, []byte] {
@@ -249,7 +326,7 @@ func headerLines(block []byte) iter.Seq2[[]byte, []byte] {
 func countLines(block, name []byte) int {
 	n := 0
 	for k := range headerLines(block) {
-		if bytes.EqualFold(k, name) {
+		if sameName(k, name) {
 			n++
 		}
 	}
@@ -266,7 +343,7 @@ func HasHeaderLine(raw []byte, name string) bool {
 func rawValues(raw, name []byte) [][]byte {
 	var values [][]byte
 	for k, v := range headerLines(raw) {
-		if bytes.EqualFold(k, name) {
+		if sameName(k, name) {
 			values = append(values, v)
 		}
 	}
@@ -276,16 +353,16 @@ func rawValues(raw, name []byte) [][]byte {
 // StripHopResponse removes an upstream response's hop-by-hop headers, including every header any
 // Connection line names, keeping the order of the lines that stay. A response from fasthttp's client
 // has no raw header block, so its lines are read with All(), which leaves Set-Cookie as received, and
-// the lines to re-add are copied first (Del and Add reuse the buffers All() points into). It is
-// written apart from StripHopRequest rather than generically: passing Peek/Del as func values or
-// through an interface moves the scratch buffers to the heap.
+// the lines to re-add are copied first (Del and Add reuse the buffers All() points into). It does not
+// allocate once the pooled plan's copy buffer has grown to the size of the heads it sees.
 func StripHopResponse(h *fasthttp.ResponseHeader) {
-	var p stripPlan
+	p := acquirePlan()
+	defer p.release()
 	for name, value := range h.All() {
-		if bytes.EqualFold(name, []byte(fasthttp.HeaderConnection)) {
+		if sameName(name, []byte(fasthttp.HeaderConnection)) {
 			p.collectNamed(value)
 		}
-		if !namedIn(name, keptOutside[:]) {
+		if !keptOutside.Has(name) {
 			p.add(name, value)
 		}
 	}
@@ -297,29 +374,26 @@ func StripHopResponse(h *fasthttp.ResponseHeader) {
 		for i := 0; i < p.nNamed; i++ {
 			h.DelBytes(p.named[i])
 		}
-		for _, k := range hopHeaders {
+		for _, k := range hopHeaders.names {
 			h.Del(k)
 		}
 		return
 	}
-	var buf [4096]byte
-	saved := buf[:0] // a larger block moves to the heap, which is rare and still correct
-	var kept [maxLines][2]int
 	nKept := 0
 	for i := 0; i < p.n; i++ {
 		if p.drops(p.lines[i].name) || !p.moved(i) {
 			continue
 		}
-		start := len(saved)
-		saved = append(append(append(saved, p.lines[i].name...), ':'), p.lines[i].value...)
-		kept[nKept] = [2]int{start, len(saved)}
+		start := len(p.saved)
+		p.saved = append(append(append(p.saved, p.lines[i].name...), ':'), p.lines[i].value...)
+		p.kept[nKept] = [2]int{start, len(p.saved)}
 		nKept++
 	}
 	for i := p.first; i < p.n; i++ {
 		h.DelBytes(p.lines[i].name)
 	}
-	for _, k := range kept[:nKept] {
-		name, value, _ := bytes.Cut(saved[k[0]:k[1]], []byte(":"))
+	for _, k := range p.kept[:nKept] {
+		name, value, _ := bytes.Cut(p.saved[k[0]:k[1]], []byte(":"))
 		h.AddBytesKV(name, value)
 	}
 }
