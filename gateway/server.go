@@ -125,12 +125,13 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 	}
 	setOnly(&ctx.Response.Header, headerRequestID, x.RequestID)
 	status := ctx.Response.StatusCode()
+	elapsed := time.Since(start)
 	if m := snap.metrics; m != nil {
 		rm := m.unrouted
 		if r := snap.routeByName[x.Route]; r != nil && x.Route != "" {
 			rm = r.metrics
 		}
-		rm.observe(method, status, time.Since(start).Seconds())
+		rm.observe(method, status, elapsed.Seconds())
 	}
 	if !snap.Log.Access || status < 400 && snap.Log.AccessSample > 1 && s.sampled.Add(1)%uint64(snap.Log.AccessSample) != 0 {
 		filters.ReleaseExchange(x)
@@ -144,7 +145,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		Bytes("path", x.Path).
 		Int("status", status).
 		Int("bytes", len(ctx.Response.Body())).
-		Int64("duration_us", time.Since(start).Microseconds()).
+		Int64("duration_us", elapsed.Microseconds()).
 		Str("route", x.Route).
 		Str("upstream", x.Target).
 		Int("attempts", x.Attempts).

@@ -64,12 +64,11 @@ type upstreamStep struct {
 }
 
 func (u upstreamStep) Serve(x *filters.Exchange) {
-	start := time.Now()
-	t, attempts, err := u.pool.Do(&x.Ctx.Request, &x.Ctx.Response, x.ClientIP)
-	x.UpstreamTime = time.Since(start)
-	x.Attempts = attempts
-	if t != nil {
-		x.Target = t.Addr
+	out, err := u.pool.Do(&x.Ctx.Request, &x.Ctx.Response, x.ClientIP)
+	x.UpstreamTime = out.Elapsed
+	x.Attempts = out.Attempts
+	if out.Target != nil {
+		x.Target = out.Target.Addr
 	}
 	if err != nil {
 		f := upstream.Classify(err)
@@ -80,7 +79,7 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 		x.Failed = !f.Local
 		x.Reject(f.Status, f.Reason)
 		u.log.Warn().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("upstream", x.Target).
-			Int("attempts", attempts).Err(err).Msg(f.Reason)
+			Int("attempts", out.Attempts).Err(err).Msg(f.Reason)
 	}
 }
 
