@@ -2,11 +2,16 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 )
 
@@ -57,5 +62,66 @@ func TestBodies_HEADGetsTheUpstreamHeadersWithoutABody(t *testing.T) {
 	}
 	if !strings.Contains(head, "Content-Length: 13") {
 		t.Errorf("HEAD response should carry the GET's Content-Length 13: %q", head)
+	}
+}
+
+// writeCountingListener counts the Write calls on the connections it accepts: each is one system
+// call on the socket.
+type writeCountingListener struct {
+	net.Listener
+	writes atomic.Int64
+}
+
+func (l *writeCountingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &writeCountingConn{Conn: c, writes: &l.writes}, nil
+}
+
+type writeCountingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c *writeCountingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+func TestBodies_ResponseThatFitsTheWriteBufferLeavesInOneWrite(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 8<<10)
+	backend := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) })
+	for _, tc := range []struct {
+		desc   string
+		server string
+		writes int64
+	}{
+		{"default write_buffer_bytes (16KiB): head and 8 KiB body together", "", 1},
+		{"write_buffer_bytes 4KiB: the buffer fills, then the rest", "server:\n  write_buffer_bytes: 4KiB\n", 2},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			snap, err := Compile("test.yaml", []byte(tc.server+oneRouteConfig("", backend)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := &writeCountingListener{Listener: inner}
+			srv := NewServer(snap, zerolog.Nop(), io.Discard)
+			go func() { _ = srv.Serve(ln) }()
+			t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+
+			resp := get(t, inner.Addr().String(), "/big")
+			if resp.StatusCode() != 200 || len(resp.Body()) != len(body) {
+				t.Fatalf("got %d with %d body bytes, want 200 with %d", resp.StatusCode(), len(resp.Body()), len(body))
+			}
+			if got := ln.writes.Load(); got != tc.writes {
+				t.Errorf("the response took %d writes to the client connection, want %d", got, tc.writes)
+			}
+		})
 	}
 }

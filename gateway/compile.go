@@ -269,6 +269,9 @@ func (c *compiler) server(s *Snapshot) {
 	if sc.MaxHeaderBytes < 1024 {
 		c.problem("server.max_header_bytes", "must be at least 1KiB to hold a request line and headers, got %d bytes", sc.MaxHeaderBytes)
 	}
+	if sc.WriteBufferBytes < 1024 || sc.WriteBufferBytes > 1<<20 {
+		c.problem("server.write_buffer_bytes", "must be between 1KiB and 1MiB, got %d bytes", sc.WriteBufferBytes)
+	}
 	if sc.MaxBodyBytes <= 0 {
 		c.problem("server.max_body_bytes", "must be more than 0 bytes")
 	}

@@ -37,6 +37,11 @@ type ServerConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout" default:"90s"`
 	// MaxHeaderBytes caps the request line plus headers; more gets 431.
 	MaxHeaderBytes Size `yaml:"max_header_bytes" default:"16KiB"`
+	// WriteBufferBytes is each client connection's write buffer. A response whose head and body fit
+	// leaves in one system call; a larger one takes two (head with the start of the body, then the
+	// rest), and a 4.2 KB response through fasthttp's default 4 KiB costs about a third more CPU. The
+	// buffer is held while the connection idles unless reduce_memory_usage is on.
+	WriteBufferBytes Size `yaml:"write_buffer_bytes" default:"16KiB"`
 	// MaxBodyBytes caps a request body; more gets 413.
 	MaxBodyBytes Size `yaml:"max_body_bytes" default:"4MiB"`
 	// ShutdownTimeout is how long in-flight requests may run after SIGTERM before the process exits.

@@ -307,6 +307,7 @@ func TestCompile_ServerAndLogProblems(t *testing.T) {
 			yaml: `server:
   max_header_bytes: 100
   max_body_bytes: 0
+  write_buffer_bytes: 512
 upstreams:
   api:
     targets:
@@ -321,7 +322,8 @@ routes:
 			want: []string{
 				`test.yaml:2: server.max_header_bytes: must be at least 1KiB to hold a request line and headers, got 100 bytes`,
 				`test.yaml:3: server.max_body_bytes: must be more than 0 bytes`,
-				`test.yaml:8: upstreams.api.max_response_bytes: must be more than 0 bytes`,
+				`test.yaml:4: server.write_buffer_bytes: must be between 1KiB and 1MiB, got 512 bytes`,
+				`test.yaml:9: upstreams.api.max_response_bytes: must be more than 0 bytes`,
 			},
 		},
 		{

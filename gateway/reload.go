@@ -212,6 +212,7 @@ func restartRequired(started, next *Snapshot) []string {
 	diff("server.idle_timeout", a.IdleTimeout, b.IdleTimeout)
 	diff("server.max_header_bytes", a.MaxHeaderBytes, b.MaxHeaderBytes)
 	diff("server.max_body_bytes", a.MaxBodyBytes, b.MaxBodyBytes)
+	diff("server.write_buffer_bytes", a.WriteBufferBytes, b.WriteBufferBytes)
 	diff("server.reduce_memory_usage", a.ReduceMemoryUsage, b.ReduceMemoryUsage)
 	diff("admin.listen", started.Admin.Listen, next.Admin.Listen)
 	diff("reload", started.Reload, next.Reload)

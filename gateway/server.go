@@ -45,6 +45,7 @@ func NewServer(snap *Snapshot, log zerolog.Logger, accessOut io.Writer) *Server 
 		IdleTimeout:  sc.IdleTimeout,
 		// fasthttp reads the request line and headers into this buffer, so its size is the header cap.
 		ReadBufferSize:     int(sc.MaxHeaderBytes),
+		WriteBufferSize:    int(sc.WriteBufferBytes),
 		MaxRequestBodySize: int(sc.MaxBodyBytes),
 		// Relay multipart bodies byte for byte; parsing them would make fasthttp rebuild them (parts
 		// reordered, part headers lost) and reject malformed ones the upstream may accept.

@@ -125,6 +125,9 @@ func (p *Pool) Activate() {
 	}
 }
 
+// upstreamWriteBuffer is the write buffer of a request to a target (fasthttp's default is 4 KiB).
+const upstreamWriteBuffer = 16 << 10
+
 func newHostClient(spec TargetSpec, s Settings) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr:                spec.Addr,
@@ -140,7 +143,10 @@ func newHostClient(spec TargetSpec, s Settings) *fasthttp.HostClient {
 		MaxIdemponentCallAttempts: 2,
 		RetryIfErr:                retryStaleConnection,
 		// The response line and headers must fit this buffer; a larger head is a 502.
-		ReadBufferSize:           s.MaxResponseHeaderBytes,
+		ReadBufferSize: s.MaxResponseHeaderBytes,
+		// A request whose head and body fit leaves in one system call rather than two. Writers are
+		// pooled per request, not held per connection, so the size costs little memory.
+		WriteBufferSize:          upstreamWriteBuffer,
 		NoDefaultUserAgentHeader: true,
 		SecureErrorLogMessage:    true,
 		// The gateway routes on the normalized path and forwards exactly that path; see gateway/hygiene.go.
