@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Load benchmark of weir against nginx and HAProxy: one command, results in bench/results.md.
+# Load benchmark of weir against nginx, HAProxy and the smallest fasthttp proxy (bench/floor): one
+# command, results in bench/results.md.
 #
-#   bench/run.sh                      # full run: ROUNDS=3, DURATION=5 (about 11 minutes)
+#   bench/run.sh                      # full run: ROUNDS=3, DURATION=5 (about 14 minutes)
 #   ROUNDS=1 DURATION=2 bench/run.sh  # smoke run
 #
 # Settings (environment): ROUNDS (3), DURATION of each measured wrk run in seconds (5), WARMUP wrk run
@@ -353,8 +354,10 @@ weir_version="$("$BUILD/weir" version) at $(git rev-parse --short HEAD 2>/dev/nu
 	echo "The proxy under test runs on core 0, single-threaded (weir \`GOMAXPROCS=1\`, nginx \`worker_processes 1\`,"
 	echo "HAProxy \`nbthread 1\`); \`wrk -t1\` and the fasthttp backend share core 1. All keep upstream connections"
 	echo "alive and log no access (configs in \`bench/configs/\`). weir+chain adds weir's default filter chain: a"
-	echo "rate_limit that never rejects, a circuit_breaker and a request-header rewrite. Each round runs every"
-	echo "scenario against every proxy once, interleaved; cells give the median over the rounds and (min–max)."
+	echo "rate_limit that never rejects, a circuit_breaker and a request-header rewrite. floor (bench/floor) is the"
+	echo "smallest fasthttp proxy, with fasthttp's defaults (4 KiB buffers, no timeouts): the library's own cost."
+	echo "Each round runs every scenario against every proxy once, interleaved; cells give the median over the"
+	echo "rounds and (min–max)."
 	echo "**core-0 CPU/req** is core 0's busy time (user+nice+system+irq+softirq+steal in /proc/stat, which"
 	echo "includes the kernel's loopback TCP work) over the measured run divided by completed requests;"
 	echo "**process CPU/req** is the proxy process's own utime+stime per request (nginx: the worker), a"

@@ -89,7 +89,7 @@ const (
 
 type headerLine struct{ name, value []byte }
 
-// stripPlan is the set of lines of one header block and which of them go. At about 8 KB it lives in
+// stripPlan is the set of lines of one header block and which of them go. At about 9 KB it lives in
 // planPool rather than on the stack: a connection's goroutine keeps the stack its deepest request grew
 // for as long as the connection stays open, idle or not.
 type stripPlan struct {
