@@ -45,11 +45,11 @@ func (s *Snapshot) isTrusted(a netip.Addr) bool {
 // sent are dropped. The underscore spellings matter to CGI-style upstreams (nginx variables, WSGI, PHP),
 // which map them to the same variable names as the dashed ones.
 var replacedUntrusted = upstream.NewNameSet(headerXFF, headerXFProto, headerXFHost, headerRequestID, "Forwarded",
-	"X-Real-Ip", "X_forwarded_for", "X_forwarded_proto", "X_forwarded_host", "X_real_ip")
+	"X-Real-Ip", "X_forwarded_for", "X_forwarded_proto", "X_forwarded_host", "X_real_ip", "X_request_id")
 
 // replacedTrusted: a trusted proxy's X-Forwarded-Proto and -Host stay; X-Forwarded-For is rewritten
 // with the peer appended.
-var replacedTrusted = upstream.NewNameSet(headerXFF, headerRequestID)
+var replacedTrusted = upstream.NewNameSet(headerXFF, headerRequestID, "X_request_id")
 
 // forwardHeaders prepares the request's headers for the upstream, in one pass that keeps the order of
 // the lines it leaves: it strips hop-by-hop headers and the headers weir replaces, then writes
@@ -85,17 +85,27 @@ func (s *Snapshot) forwardHeaders(ctx *fasthttp.RequestCtx, x *filters.Exchange)
 
 	// The strip removed every line of the replaced headers, so weir's are added without a search.
 	h.AddBytesV(headerXFF, append(xff, peerText...))
-	if !trusted || len(h.Peek(headerXFProto)) == 0 {
-		if ctx.IsTLS() {
-			h.Add(headerXFProto, "https")
-		} else {
-			h.Add(headerXFProto, "http")
-		}
-	}
-	if host := h.Host(); len(host) > 0 && (!trusted || len(h.Peek(headerXFHost)) == 0) {
-		h.AddBytesV(headerXFHost, host)
-	}
 	h.AddBytesV(headerRequestID, x.RequestID)
+	proto := "http"
+	if ctx.IsTLS() {
+		proto = "https"
+	}
+	host := h.Host()
+	if !trusted {
+		h.Add(headerXFProto, proto)
+		if len(host) > 0 {
+			h.AddBytesV(headerXFHost, host)
+		}
+		return
+	}
+	// A trusted proxy's lines stay, but an empty one carries no value: Set replaces it in place rather
+	// than leaving it first for upstreams that read the first line.
+	if len(h.Peek(headerXFProto)) == 0 {
+		h.Set(headerXFProto, proto)
+	}
+	if len(host) > 0 && len(h.Peek(headerXFHost)) == 0 {
+		h.SetBytesV(headerXFHost, host)
+	}
 }
 
 // clientFromXFF picks the right-most address in a trusted proxy's X-Forwarded-For lines that is not

@@ -140,8 +140,8 @@ func TestReview_UnderscoreSpellingsOfForwardingHeadersAreDropped(t *testing.T) {
 	addr := startRawBodyBackend(t)
 	gw, _ := startGateway(t, oneRouteConfig("", addr))
 	raw := rawExchange(t, gw, "GET /x HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\n"+
-		"X_Forwarded_Proto: https\r\nX_Forwarded_Host: evil\r\nConnection: close\r\n\r\n")
-	if strings.Contains(raw, "6.6.6.6") || strings.Contains(raw, "evil") || strings.Contains(raw, "https") {
+		"X_Forwarded_Proto: https\r\nX_Forwarded_Host: evil\r\nX_Request_Id: forged\r\nConnection: close\r\n\r\n")
+	if strings.Contains(raw, "6.6.6.6") || strings.Contains(raw, "evil") || strings.Contains(raw, "https") || strings.Contains(raw, "forged") {
 		t.Fatalf("an underscore spelling reached the backend:\n%s", raw)
 	}
 }
@@ -211,5 +211,31 @@ func TestReview_RepeatedHeadersKeepTheirOrderWhenOthersAreStripped(t *testing.T)
 	}
 	if strings.Join(links, " ") != "<a> <b>" || strings.Join(auth, " ") != "Negotiate Basic" {
 		t.Errorf("client got Link %q and WWW-Authenticate %q, want them in the order the upstream sent", links, auth)
+	}
+}
+
+// A trusted proxy that passes on an empty X-Forwarded-Proto or -Host (its own unset variable, say) gets
+// weir's value in that line's place, not a second line after the empty one: upstreams read the first.
+func TestReview_TrustedPeersEmptyForwardedProtoAndHostAreReplaced(t *testing.T) {
+	addr := startRawBodyBackend(t)
+	gw, _ := startGateway(t, "server:\n  trusted_proxies: [\"127.0.0.1/32\"]\n"+oneRouteConfig("", addr))
+	raw := rawExchange(t, gw, "GET /x HTTP/1.1\r\nHost: api.example.com\r\n"+
+		"X-Forwarded-Proto:\r\nX-Forwarded-Host: \r\nConnection: close\r\n\r\n")
+	for _, tc := range []struct{ name, want string }{
+		{"Seen-X-Forwarded-Proto", "http"},
+		{"Seen-X-Forwarded-Host", "api.example.com"},
+	} {
+		var got []string
+		for _, line := range strings.Split(raw, "\r\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && k == tc.name {
+				got = append(got, strings.TrimSpace(v))
+			}
+		}
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("the backend saw %s = %q, want exactly [%q]", strings.TrimPrefix(tc.name, "Seen-"), got, tc.want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("exchange:\n%s", raw)
 	}
 }
