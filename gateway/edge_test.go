@@ -412,6 +412,55 @@ func TestEdge_ContentLengthWithChunkedRejected(t *testing.T) {
 
 // ---- 2. X-Forwarded-* ----
 
+// When a message has more than the strip plans line by line (upstream/hop.go: 128 lines, 32 names in
+// Connection, or an obs-folded line), headers go by name; every name any Connection line lists must
+// still go, wherever it stands.
+func TestEdge_ConnectionNamesStrippedWhenTheStripFallsBackToNames(t *testing.T) {
+	var names []string
+	for i := 0; i < 40; i++ {
+		names = append(names, fmt.Sprintf("X-C%d", i))
+	}
+	var filler strings.Builder
+	for i := 0; i < 140; i++ {
+		fmt.Fprintf(&filler, "X-Filler-%d: %d\r\n", i, i)
+	}
+	addr := startRawBodyBackend(t)
+	gw, _ := startGateway(t, oneRouteConfig("", addr))
+	for _, tc := range []struct{ desc, headers string }{
+		{"the 40th of 40 names in Connection", "Connection: " + strings.Join(names, ", ") + "\r\nX-C39: secret\r\n"},
+		{"a named header after 140 other lines", "Connection: X-C39\r\n" + filler.String() + "X-C39: secret\r\n"},
+		{"a name in a folded Connection line", "Connection: keep-alive,\r\n X-C39\r\nX-C39: secret\r\n"},
+	} {
+		t.Run("request: "+tc.desc, func(t *testing.T) {
+			raw := rawExchange(t, gw, "GET /x HTTP/1.1\r\nHost: h\r\n"+tc.headers+"X-Ordinary: kept\r\nConnection: close\r\n\r\n")
+			if !strings.Contains(raw, "200 OK") || !strings.Contains(raw, "Seen-X-Ordinary: kept") {
+				t.Fatalf("precondition: the request did not reach the backend intact:\n%s", raw)
+			}
+			if strings.Contains(raw, "secret") {
+				t.Errorf("X-C39, named in Connection, reached the backend:\n%s", raw)
+			}
+		})
+	}
+
+	backend := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(c net.Conn) {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: "+strings.Join(names, ", ")+
+				"\r\nX-C39: secret\r\nX-Ordinary: visible\r\n\r\nok")
+		})
+	})
+	gw2, _ := startGateway(t, oneRouteConfig("", backend))
+	t.Run("response: the 40th of 40 names in Connection", func(t *testing.T) {
+		raw := rawExchange(t, gw2, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		if !strings.Contains(raw, "200 OK") || !strings.Contains(raw, "X-Ordinary: visible") {
+			t.Fatalf("precondition: the response did not arrive intact:\n%s", raw)
+		}
+		if strings.Contains(raw, "secret") {
+			t.Errorf("X-C39, named in the upstream's Connection, reached the client:\n%s", raw)
+		}
+	})
+}
+
 // A request with more header lines than the strip plans line by line (upstream/hop.go maxLines) falls
 // back to deleting by name; weir then adds its own forwarding headers without searching for the
 // client's, so every client copy must be gone wherever it stood.

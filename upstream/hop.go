@@ -138,20 +138,39 @@ func (p *stripPlan) add(name, value []byte) {
 	p.n++
 }
 
-// collectNamed records the names a Connection value lists. Host and Content-Length are refused: one
-// decides routing, the other framing, and neither is the peer's to drop per hop.
+// collectNamed records the names a Connection value lists.
 func (p *stripPlan) collectNamed(list []byte) {
 	for len(list) > 0 {
 		var name []byte
 		name, list = nextToken(list)
 		switch {
-		case len(name) == 0, sameName(name, []byte(fasthttp.HeaderHost)),
-			sameName(name, []byte(fasthttp.HeaderContentLength)):
+		case !droppableByConnection(name):
 		case p.nNamed == maxNamed:
 			p.exceed = true
 		default:
 			p.named[p.nNamed] = name
 			p.nNamed++
+		}
+	}
+}
+
+// droppableByConnection reports whether a name listed in Connection may be dropped. Host and
+// Content-Length may not: one decides routing, the other framing, and neither is the peer's to drop
+// per hop.
+func droppableByConnection(name []byte) bool {
+	return len(name) > 0 && !sameName(name, []byte(fasthttp.HeaderHost)) &&
+		!sameName(name, []byte(fasthttp.HeaderContentLength))
+}
+
+// delListed deletes from h every header the comma-separated Connection value list names. It is the
+// fallback's way: by name, however many there are and wherever their lines stand. list must not point
+// into memory Del reuses.
+func delListed[H interface{ DelBytes([]byte) }](h H, list []byte) {
+	for len(list) > 0 {
+		var name []byte
+		name, list = nextToken(list)
+		if droppableByConnection(name) {
+			h.DelBytes(name)
 		}
 	}
 }
@@ -243,13 +262,9 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced *NameSet) {
 	case p.first == p.n && !p.exceed:
 		return
 	case p.exceed:
-		for i := 0; i < p.n; i++ {
-			if p.drops(p.lines[i].name) {
-				h.DelBytes(p.lines[i].name)
-			}
-		}
-		// Lines past maxLines were not planned: the caller's names must go wherever they are, since
-		// the caller adds its own lines rather than replacing these.
+		// Lines past maxLines, names past maxNamed and folded lines were not planned, so everything
+		// that must go goes by name, wherever its lines stand: the caller adds its own lines rather
+		// than replacing these, so none of the replaced names may survive either.
 		for _, k := range hopHeaders.names {
 			h.Del(k)
 		}
@@ -258,6 +273,8 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced *NameSet) {
 				h.Del(k)
 			}
 		}
+		h.Del(fasthttp.HeaderExpect)
+		delConnectionListedRaw(h, h.RawHeaders())
 		return
 	}
 	for i := p.first; i < p.n; i++ {
@@ -267,6 +284,27 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced *NameSet) {
 		// Raw lines are a copy fasthttp set aside while parsing: Del and Add do not touch them.
 		if !p.drops(p.lines[i].name) && p.moved(i) && !keptOutside.Has(p.lines[i].name) {
 			h.AddBytesKV(p.lines[i].name, p.lines[i].value)
+		}
+	}
+}
+
+// delConnectionListedRaw deletes every header a Connection line of the raw block names, folded
+// continuation lines included (fasthttp joined them into the value it parsed). The raw block is
+// fasthttp's copy: deleting does not change it.
+func delConnectionListedRaw(h *fasthttp.RequestHeader, raw []byte) {
+	inConnection := false
+	for len(raw) > 0 {
+		var line []byte
+		line, raw = nextLine(raw)
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			if inConnection {
+				delListed(h, line)
+			}
+			continue
+		}
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		if inConnection = sameName(bytes.TrimSpace(name), []byte(fasthttp.HeaderConnection)); inConnection {
+			delListed(h, value)
 		}
 	}
 }
@@ -371,9 +409,14 @@ func StripHopResponse(h *fasthttp.ResponseHeader) {
 	case p.first == p.n && !p.exceed:
 		return
 	case p.exceed:
-		for i := 0; i < p.nNamed; i++ {
-			h.DelBytes(p.named[i])
+		// By name, as for requests. The Connection values are copied first: Del reuses the memory
+		// All() points into.
+		for name, value := range h.All() {
+			if sameName(name, []byte(fasthttp.HeaderConnection)) {
+				p.saved = append(append(p.saved, value...), ',')
+			}
 		}
+		delListed(h, p.saved)
 		for _, k := range hopHeaders.names {
 			h.Del(k)
 		}
