@@ -47,8 +47,12 @@ BACKEND_ADDR=127.0.0.1:18080
 # proxy: what any proxy on fasthttp's server and client costs on this machine, to calibrate weir by.
 read -r -a PROXIES <<<"${PROXIES:-weir weir+chain nginx HAProxy floor}"
 declare -A PORT=([weir]=18081 [weir+chain]=18082 [nginx]=18083 [HAProxy]=18084 [floor]=18085)
+((${#PROXIES[@]} > 0)) || { echo "PROXIES names no proxy" >&2; exit 2; }
+declare -A listed=()
 for proxy in "${PROXIES[@]}"; do
 	[[ -n ${PORT[$proxy]:-} ]] || { echo "unknown proxy '$proxy' in PROXIES" >&2; exit 2; }
+	[[ -z ${listed[$proxy]:-} ]] || { echo "proxy '$proxy' is listed twice in PROXIES" >&2; exit 2; }
+	listed[$proxy]=1
 done
 ADMIN_PORTS=(18091 18092)
 
@@ -429,18 +433,20 @@ END {
 }
 AWK
 	echo
-	echo "## Memory per idle keep-alive connection"
-	echo
-	echo "Each proxy freshly started; $IDLE_CONNS connections each serve one GET /13 and stay open; after 2 s idle,"
-	echo "(VmRSS after − VmRSS before) / $IDLE_CONNS (nginx: the worker). Every connection is checked to still serve"
-	echo "a request afterwards."
-	echo
-	echo "| proxy | RSS before MiB | RSS with idle connections MiB | bytes per idle connection |"
-	echo "|---|---:|---:|---:|"
-	awk -F'\t' '{
-		n = split($2, kv, " ")
-		for (i = 1; i <= n; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
-		printf "| %s | %.1f | %.1f | %d |\n", $1, v["rss_before_kb"] / 1024, v["rss_after_kb"] / 1024, v["bytes_per_conn"]
-	}' "$IDLE"
+	if ((IDLE_CONNS > 0)); then
+		echo "## Memory per idle keep-alive connection"
+		echo
+		echo "Each proxy freshly started; $IDLE_CONNS connections each serve one GET /13 and stay open; after 2 s idle,"
+		echo "(VmRSS after − VmRSS before) / $IDLE_CONNS (nginx: the worker). Every connection is checked to still serve"
+		echo "a request afterwards."
+		echo
+		echo "| proxy | RSS before MiB | RSS with idle connections MiB | bytes per idle connection |"
+		echo "|---|---:|---:|---:|"
+		awk -F'\t' '{
+			n = split($2, kv, " ")
+			for (i = 1; i <= n; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
+			printf "| %s | %.1f | %.1f | %d |\n", $1, v["rss_before_kb"] / 1024, v["rss_after_kb"] / 1024, v["bytes_per_conn"]
+		}' "$IDLE"
+	fi
 } >"$RESULTS"
 log "wrote $RESULTS"
