@@ -91,14 +91,14 @@ func (c *writeCountingConn) Write(p []byte) (int, error) {
 }
 
 func TestBodies_ResponseThatFitsTheWriteBufferLeavesInOneWrite(t *testing.T) {
-	body := bytes.Repeat([]byte("x"), 8<<10)
+	body := bytes.Repeat([]byte("x"), 6<<10)
 	backend := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) })
 	for _, tc := range []struct {
 		desc   string
 		server string
 		writes int64
 	}{
-		{"default write_buffer_bytes (16KiB): head and 8 KiB body together", "", 1},
+		{"default write_buffer_bytes (8KiB): head and 6 KiB body together", "", 1},
 		{"write_buffer_bytes 4KiB: the buffer fills, then the rest", "server:\n  write_buffer_bytes: 4KiB\n", 2},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
