@@ -124,8 +124,7 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 		sel.now = now.UnixNano()
 		i := p.pick(req, clientIP, &sel)
 		if i < 0 {
-			out.Elapsed = now.Sub(start)
-			return out, ErrNoTarget
+			return out, ErrNoTarget // Elapsed is as of the last attempt's end, or 0 if none was made
 		}
 		t := p.Targets[i]
 		sel.tried |= 1 << i // pools hold at most 64 targets (the gateway checks)
