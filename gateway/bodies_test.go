@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 )
 
@@ -111,9 +109,7 @@ func TestBodies_ResponseThatFitsTheWriteBufferLeavesInOneWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			ln := &writeCountingListener{Listener: inner}
-			srv := NewServer(snap, zerolog.Nop(), io.Discard)
-			go func() { _ = srv.Serve(ln) }()
-			t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+			serveOn(t, snap, ln, io.Discard)
 
 			resp := get(t, inner.Addr().String(), "/big")
 			if resp.StatusCode() != 200 || len(resp.Body()) != len(body) {

@@ -412,6 +412,16 @@ func TestEdge_ContentLengthWithChunkedRejected(t *testing.T) {
 
 // ---- 2. X-Forwarded-* ----
 
+// fillerLines is n header lines X-Filler-0: 0 .. X-Filler-(n-1): n-1, to push lines past the ones the
+// hop-by-hop strip plans one by one.
+func fillerLines(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "X-Filler-%d: %d\r\n", i, i)
+	}
+	return b.String()
+}
+
 // When a message has more than the strip plans line by line (upstream/hop.go: 128 lines, 32 names in
 // Connection, or an obs-folded line), headers go by name; every name any Connection line lists must
 // still go, wherever it stands.
@@ -420,15 +430,11 @@ func TestEdge_ConnectionNamesStrippedWhenTheStripFallsBackToNames(t *testing.T) 
 	for i := 0; i < 40; i++ {
 		names = append(names, fmt.Sprintf("X-C%d", i))
 	}
-	var filler strings.Builder
-	for i := 0; i < 140; i++ {
-		fmt.Fprintf(&filler, "X-Filler-%d: %d\r\n", i, i)
-	}
 	addr := startRawBodyBackend(t)
 	gw, _ := startGateway(t, oneRouteConfig("", addr))
 	for _, tc := range []struct{ desc, headers string }{
 		{"the 40th of 40 names in Connection", "Connection: " + strings.Join(names, ", ") + "\r\nX-C39: secret\r\n"},
-		{"a named header after 140 other lines", "Connection: X-C39\r\n" + filler.String() + "X-C39: secret\r\n"},
+		{"a named header after 140 other lines", "Connection: X-C39\r\n" + fillerLines(140) + "X-C39: secret\r\n"},
 		{"a name in a folded Connection line", "Connection: keep-alive,\r\n X-C39\r\nX-C39: secret\r\n"},
 	} {
 		t.Run("request: "+tc.desc, func(t *testing.T) {
@@ -467,14 +473,9 @@ func TestEdge_ConnectionNamesStrippedWhenTheStripFallsBackToNames(t *testing.T) 
 func TestEdge_ForwardingHeadersReplacedPastTheLinesTheStripPlans(t *testing.T) {
 	addr := startRawBodyBackend(t)
 	gw, _ := startGateway(t, oneRouteConfig("", addr))
-	var req strings.Builder
-	req.WriteString("GET /x HTTP/1.1\r\nHost: h\r\n")
-	for i := 0; i < 140; i++ {
-		fmt.Fprintf(&req, "X-Filler-%d: %d\r\n", i, i)
-	}
-	req.WriteString("X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\n" +
+	raw := rawExchange(t, gw, "GET /x HTTP/1.1\r\nHost: h\r\n"+fillerLines(140)+
+		"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\n"+
 		"Upgrade: websocket\r\nConnection: close\r\n\r\n")
-	raw := rawExchange(t, gw, req.String())
 	for _, bad := range []string{"6.6.6.6", "evil", "https", "websocket"} {
 		if strings.Contains(raw, bad) {
 			t.Errorf("%q reached the backend", bad)

@@ -68,6 +68,12 @@ func serveSnapshotLogged(t testing.TB, snap *Snapshot, accessOut io.Writer) (str
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln.Addr().String(), serveOn(t, snap, ln, accessOut)
+}
+
+// serveOn serves snap on ln until the test ends.
+func serveOn(t testing.TB, snap *Snapshot, ln net.Listener, accessOut io.Writer) *Server {
+	t.Helper()
 	srv := NewServer(snap, zerolog.New(testLogWriter{t}), accessOut)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -75,7 +81,7 @@ func serveSnapshotLogged(t testing.TB, snap *Snapshot, accessOut io.Writer) (str
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return ln.Addr().String(), srv
+	return srv
 }
 
 // testLogWriter sends the gateway's event log to the test log, shown only when a test fails.
