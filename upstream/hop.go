@@ -55,6 +55,16 @@ func (s *NameSet) Has(name []byte) bool {
 	return false
 }
 
+// delFrom deletes every header of the set from h. A nil set deletes nothing.
+func (s *NameSet) delFrom(h interface{ Del(key string) }) {
+	if s == nil {
+		return
+	}
+	for _, k := range s.names {
+		h.Del(k)
+	}
+}
+
 // equalLower reports whether b, in lower case, is lower; the two have the same length.
 func equalLower(b []byte, lower string) bool {
 	for i := 0; i < len(b); i++ {
@@ -265,14 +275,8 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced *NameSet) {
 		// Lines past maxLines, names past maxNamed and folded lines were not planned, so everything
 		// that must go goes by name, wherever its lines stand: the caller adds its own lines rather
 		// than replacing these, so none of the replaced names may survive either.
-		for _, k := range hopHeaders.names {
-			h.Del(k)
-		}
-		if replaced != nil {
-			for _, k := range replaced.names {
-				h.Del(k)
-			}
-		}
+		hopHeaders.delFrom(h)
+		replaced.delFrom(h)
 		h.Del(fasthttp.HeaderExpect)
 		delConnectionListedRaw(h, h.RawHeaders())
 		return
@@ -417,9 +421,7 @@ func StripHopResponse(h *fasthttp.ResponseHeader) {
 			}
 		}
 		delListed(h, p.saved)
-		for _, k := range hopHeaders.names {
-			h.Del(k)
-		}
+		hopHeaders.delFrom(h)
 		return
 	}
 	nKept := 0
