@@ -28,8 +28,11 @@ var (
 	failNoConns        = Failure{fasthttp.StatusServiceUnavailable, "upstream connection limit reached", true}
 	failTooLarge       = Failure{fasthttp.StatusBadGateway, "upstream response too large", false}
 	failConnect        = Failure{fasthttp.StatusBadGateway, "upstream unreachable", false}
-	failClosed         = Failure{fasthttp.StatusBadGateway, "upstream closed the connection", false}
-	failBadResponse    = Failure{fasthttp.StatusBadGateway, "bad upstream response", false}
+	// failTLS is a TLS handshake that failed before the request was written (the target's certificate
+	// not trusted, the target refusing weir's): a connect failure, retried as one.
+	failTLS         = Failure{fasthttp.StatusBadGateway, "upstream TLS handshake failed", false}
+	failClosed      = Failure{fasthttp.StatusBadGateway, "upstream closed the connection", false}
+	failBadResponse = Failure{fasthttp.StatusBadGateway, "bad upstream response", false}
 )
 
 // Classify maps a Forward error to the status the client gets.
@@ -54,12 +57,14 @@ func Classify(err error) Failure {
 	// Refused or reset while dialing, or the target's name did not resolve: nothing was sent.
 	case errors.As(err, &opErr) && opErr.Op == "dial", errors.As(err, &dnsErr):
 		return failConnect
+	case isTLSFailure(err):
+		return failTLS
 	// Closed or reset before any of the response arrived (a target going down, say): the request may
 	// or may not have been acted on.
 	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return failClosed
 	}
-	// Closed mid-response, malformed status line or framing, TLS failures: the target answered wrongly.
+	// Closed mid-response, malformed status line or framing: the target answered wrongly.
 	return failBadResponse
 }

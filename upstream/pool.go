@@ -110,7 +110,11 @@ func targetKey(spec TargetSpec, s Settings) string {
 	if hc := s.HealthCheck; hc != nil {
 		check = fmt.Sprintf("%s/%s/%s/%d/%d/%x", hc.Path, hc.Interval, hc.Timeout, hc.HealthyThreshold, hc.UnhealthyThreshold, hc.Expected)
 	}
-	return fmt.Sprintf("%s tls=%t connect=%s conns=%d wait=%s idle=%s body=%d head=%d check=%s passive=%+v", spec.Addr, spec.TLS,
+	tlsID := "off"
+	if spec.TLS {
+		tlsID = s.TLS.identity()
+	}
+	return fmt.Sprintf("%s tls=%s connect=%s conns=%d wait=%s idle=%s body=%d head=%d check=%s passive=%+v", spec.Addr, tlsID,
 		s.ConnectTimeout, s.MaxConns, s.ConnWaitTimeout, s.IdleConnTimeout, s.MaxResponseBytes, s.MaxResponseHeaderBytes, check, s.Passive)
 }
 
@@ -129,7 +133,7 @@ func (p *Pool) Activate() {
 const upstreamWriteBuffer = 16 << 10
 
 func newHostClient(spec TargetSpec, s Settings) *fasthttp.HostClient {
-	return &fasthttp.HostClient{
+	hc := &fasthttp.HostClient{
 		Addr:                spec.Addr,
 		IsTLS:               spec.TLS,
 		DialTimeout:         dialerWithTimeout(s.ConnectTimeout),
@@ -152,6 +156,10 @@ func newHostClient(spec TargetSpec, s Settings) *fasthttp.HostClient {
 		// The gateway routes on the normalized path and forwards exactly that path; see gateway/hygiene.go.
 		DisablePathNormalizing: false,
 	}
+	if spec.TLS {
+		hc.TLSConfig = s.TLS.config(spec.Addr)
+	}
+	return hc
 }
 
 func retryStaleConnection(req *fasthttp.Request, _ int, err error) (resetTimeout, retry bool) {

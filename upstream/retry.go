@@ -144,7 +144,7 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 		if err != nil {
 			failure = Classify(err)
 			switch failure {
-			case failConnect, failConnectTimeout:
+			case failConnect, failConnectTimeout, failTLS:
 				counters.ConnectErrors.Inc()
 			case failTimeout:
 				counters.Timeouts.Inc()
@@ -190,7 +190,7 @@ func (p *Pool) retryable(req *fasthttp.Request, err error, f Failure, status int
 	switch {
 	case err == nil:
 		return r.onStatus(status) && idempotent(req)
-	case f == failConnect, f == failConnectTimeout:
+	case f == failConnect, f == failConnectTimeout, f == failTLS:
 		return r.OnConnect
 	case f == failClosed:
 		return r.OnConnect && idempotent(req)

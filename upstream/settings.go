@@ -31,6 +31,7 @@ type Settings struct {
 	// MaxResponseHeaderBytes caps the response line plus headers (fasthttp's read buffer).
 	MaxResponseHeaderBytes int
 
+	TLS         *ClientTLS   // for https:// targets; nil: system roots, the target's host as SNI
 	HealthCheck *HealthCheck // nil: no active checks
 	Passive     Passive
 	Retry       Retry
