@@ -846,6 +846,27 @@ func TestEdge_AuthorityAndAsteriskFormTargetsRejected(t *testing.T) {
 	b.expectNone(t)
 }
 
+func TestEdge_HeaderNameWithASpaceRejected(t *testing.T) {
+	b := startRecordingBackend(t, "b", nil)
+	gw, _ := startGateway(t, oneRouteConfig("", b.Addr))
+	for _, tc := range []struct{ desc, header string }{
+		{desc: "a space inside the name", header: "X Test: 1"},
+		{desc: "a space inside a later header's name", header: "Accept: */*\r\nUser Agent: x"},
+		{desc: "a folded continuation line", header: "X-A: 1\r\n X-B: 2"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			resp, body := exchange(t, gw, rawRequest("GET /x HTTP/1.1", "Host: h", tc.header))
+			checkJSONError(t, resp, body, 400)
+		})
+	}
+	b.expectNone(t)
+	// A space in a value is fine.
+	resp, _ := exchange(t, gw, rawRequest("GET /x HTTP/1.1", "Host: h", "X-Test: a b: c"))
+	if resp.StatusCode != 200 || b.take(t).Header.Get("X-Test") != "a b: c" {
+		t.Fatalf("a header value with spaces: %d", resp.StatusCode)
+	}
+}
+
 // ---- 8. path normalization ----
 
 func TestEdge_PathRoutedAndForwardedAsTheSameNormalizedPath(t *testing.T) {

@@ -31,6 +31,11 @@ func checkRequest(ctx *fasthttp.RequestCtx) (int, string) {
 		ctx.SetConnectionClose()
 		return fasthttp.StatusBadRequest, "request has both Content-Length and Transfer-Encoding"
 	}
+	if hasSpaceInHeaderName(req.Header.RawHeaders()) {
+		// fasthttp lets "X Test: 1" through; an upstream may read the name as "X", "XTest" or refuse
+		// it. nginx answers 400, as RFC 9110's token rule implies.
+		return fasthttp.StatusBadRequest, "header name contains a space"
+	}
 	target := req.Header.RequestURI()
 	switch {
 	case len(target) > 0 && target[0] == '/':
@@ -71,6 +76,24 @@ func checkRequest(ctx *fasthttp.RequestCtx) (int, string) {
 		return fasthttp.StatusBadRequest, "path has a dot segment with parameters"
 	}
 	return 0, ""
+}
+
+// hasSpaceInHeaderName reports whether any header line of raw (a request's header block, without the
+// request line) has a space before its colon. fasthttp already refuses other non-token bytes and
+// whitespace next to the colon.
+func hasSpaceInHeaderName(raw []byte) bool {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if colon := bytes.IndexByte(line, ':'); colon > 0 && bytes.IndexByte(line[:colon], ' ') >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // hasDotParamSegment finds segments like "..;x" or ".;x": fasthttp keeps them, but Java servlet
