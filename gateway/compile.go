@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-gateway/weir/certs"
 	"github.com/weir-gateway/weir/filters"
 	"github.com/weir-gateway/weir/pattern"
 	"github.com/weir-gateway/weir/upstream"
@@ -66,6 +67,8 @@ func CompileWith(file string, data []byte, opts Options) (*Snapshot, error) {
 	if err := sink.err(); err != nil {
 		return nil, err
 	}
+	sink.warnings.sort()
+	snap.Warnings = sink.warnings
 	return snap, nil
 }
 
@@ -217,6 +220,7 @@ func (c *compiler) snapshot() *Snapshot {
 		hosts:   make(map[string]*routeTable),
 		targets: make(map[string]*upstream.Target),
 		filters: make(map[string]filters.Filter),
+		sources: make(map[string]*certs.Source),
 		metrics: c.opts.Metrics,
 
 		routeByName: make(map[string]*Route),
@@ -259,9 +263,15 @@ func (c *compiler) snapshot() *Snapshot {
 
 func (c *compiler) server(s *Snapshot) {
 	sc := c.cfg.Server
-	if _, _, err := net.SplitHostPort(sc.Listen); err != nil {
-		c.problem("server.listen", "invalid listen address %q; write it like \":8080\" or \"127.0.0.1:8080\"", sc.Listen)
+	switch _, _, err := net.SplitHostPort(sc.Listen); {
+	case sc.Listen == "" && sc.TLS == nil:
+		c.problem("server.listen", "no listener: set server.listen (like \":8080\"), server.tls, or both")
+	case sc.Listen == "" && sc.RedirectHTTPS:
+		c.problem("server.redirect_https", "redirects are answered on the plain listener, and server.listen is off")
+	case sc.Listen != "" && err != nil:
+		c.problem("server.listen", "invalid listen address %q; write it like \":8080\" or \"127.0.0.1:8080\", or \"\" to serve only TLS", sc.Listen)
 	}
+	c.tlsListener(s)
 	c.positive("server.read_timeout", sc.ReadTimeout)
 	c.positive("server.write_timeout", sc.WriteTimeout)
 	c.positive("server.idle_timeout", sc.IdleTimeout)
@@ -326,6 +336,7 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 		st.Counters = m.poolCounters(name)
 	}
 	c.resilience(path, uc, &st)
+	st.TLS = c.upstreamTLS(path, uc)
 	var err error
 	st.Balancer, err = upstream.ParseBalancer(uc.Balancer)
 	balancerOK := err == nil

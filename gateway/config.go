@@ -27,8 +27,16 @@ type Config struct {
 
 // ServerConfig is the public listener.
 type ServerConfig struct {
-	// Listen is the TCP address of the public listener.
+	// Listen is the TCP address of the plain-HTTP listener; "" when only TLS is served.
 	Listen string `yaml:"listen" default:":8080"`
+	// TLS, when present, opens an HTTPS listener that serves the same routes, filters and hygiene.
+	TLS *TLSConfig `yaml:"tls"`
+	// RedirectHTTPS makes the plain listener answer every well-formed request with a 308 to the same
+	// URL on https://, instead of serving it. Needs tls.
+	RedirectHTTPS bool `yaml:"redirect_https" default:"false"`
+	// RedirectHTTPSPort is the port written in those redirects; 0 means tls.listen's port (omitted when
+	// it is 443). Set it when clients reach the TLS listener through another port (a load balancer's 443).
+	RedirectHTTPSPort int `yaml:"redirect_https_port" default:"0"`
 	// ReadTimeout bounds reading one whole request, body included, so slow clients are cut off.
 	ReadTimeout time.Duration `yaml:"read_timeout" default:"10s"`
 	// WriteTimeout bounds writing one response once the upstream has answered.
@@ -53,6 +61,48 @@ type ServerConfig struct {
 	// TrustedProxies are CIDRs (or single addresses) whose X-Forwarded-* headers are believed and
 	// appended to; every other peer's are replaced.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TLSConfig is the HTTPS listener. Everything but Listen can change on a reload; certificate and key
+// files are also re-read by themselves when they change.
+type TLSConfig struct {
+	// Listen is the TCP address of the HTTPS listener.
+	Listen string `yaml:"listen" default:":8443"`
+	// Certificates are picked by SNI: a certificate naming the host exactly, then a wildcard covering
+	// it, then the first one (also for clients without SNI).
+	Certificates []CertificateConfig `yaml:"certificates"`
+	// MinVersion is the oldest TLS version accepted: "1.2" or "1.3". TLS 1.0 and 1.1 are never offered.
+	MinVersion string `yaml:"min_version" default:"1.2"`
+	// ClientAuth asks clients for certificates: none, request (verify one if sent) or require.
+	ClientAuth string `yaml:"client_auth" default:"none"`
+	// ClientCAFile holds the PEM CAs that client certificates must chain to; needed by request and require.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// HSTSMaxAge, when more than zero, adds Strict-Transport-Security: max-age=N to every HTTPS response.
+	HSTSMaxAge time.Duration `yaml:"hsts_max_age" default:"0s"`
+	// HSTSIncludeSubdomains adds includeSubDomains to that header.
+	HSTSIncludeSubdomains bool `yaml:"hsts_include_subdomains" default:"false"`
+}
+
+// CertificateConfig is one certificate chain (leaf first) and its private key, PEM files whose paths
+// are relative to the config file's directory.
+type CertificateConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Name labels the certificate in metrics and GET /config; the default is cert_file as written.
+	Name string `yaml:"name"`
+}
+
+// UpstreamTLSConfig is how a pool's https:// targets are dialled. Files rotate like the listener's.
+type UpstreamTLSConfig struct {
+	// CAFile holds the PEM CAs the targets' certificates must chain to; "" means the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// ServerName is sent as SNI and must be in the targets' certificates; "" means each target's host.
+	ServerName string `yaml:"server_name"`
+	// CertFile and KeyFile are a client certificate presented to targets that ask (upstream mTLS).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// InsecureSkipVerify accepts any certificate from the targets. weir validate warns about it.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify" default:"false"`
 }
 
 // AdminConfig is the operators' listener: health, readiness, config status and reload.
@@ -109,6 +159,8 @@ type UpstreamConfig struct {
 	// MaxResponseHeaderBytes caps the response status line plus headers; a larger head gets 502.
 	// Each open connection to a target holds a read buffer of this size.
 	MaxResponseHeaderBytes Size `yaml:"max_response_header_bytes" default:"16KiB"`
+	// TLS is how https:// targets are dialled and verified.
+	TLS UpstreamTLSConfig `yaml:"tls"`
 	// HealthCheck, when set, checks every target actively. Targets start healthy.
 	HealthCheck *HealthCheckConfig `yaml:"health_check"`
 	// PassiveHealth ejects targets that fail requests in a row.

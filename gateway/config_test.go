@@ -382,7 +382,7 @@ routes:
       path: /
     upstream: api
 `,
-			want: []string{`test.yaml:2: server.listen: invalid listen address "8080"; write it like ":8080" or "127.0.0.1:8080"`},
+			want: []string{`test.yaml:2: server.listen: invalid listen address "8080"; write it like ":8080" or "127.0.0.1:8080", or "" to serve only TLS`},
 		},
 		{
 			desc: "bad trusted_proxies entries",

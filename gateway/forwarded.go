@@ -45,11 +45,14 @@ func (s *Snapshot) isTrusted(a netip.Addr) bool {
 // sent are dropped. The underscore spellings matter to CGI-style upstreams (nginx variables, WSGI, PHP),
 // which map them to the same variable names as the dashed ones.
 var replacedUntrusted = upstream.NewNameSet(headerXFF, headerXFProto, headerXFHost, headerRequestID, "Forwarded",
-	"X-Real-Ip", "X_forwarded_for", "X_forwarded_proto", "X_forwarded_host", "X_real_ip", "X_request_id")
+	"X-Real-Ip", "X_forwarded_for", "X_forwarded_proto", "X_forwarded_host", "X_real_ip", "X_request_id",
+	headerClientCertSubject, headerClientCertFingerprint, "X_client_cert_subject", "X_client_cert_fingerprint")
 
 // replacedTrusted: a trusted proxy's X-Forwarded-Proto and -Host stay; X-Forwarded-For is rewritten
-// with the peer appended.
-var replacedTrusted = upstream.NewNameSet(headerXFF, headerRequestID, "X_request_id")
+// with the peer appended. The client certificate headers describe weir's own TLS peer, so nobody's are
+// believed.
+var replacedTrusted = upstream.NewNameSet(headerXFF, headerRequestID, "X_request_id",
+	headerClientCertSubject, headerClientCertFingerprint, "X_client_cert_subject", "X_client_cert_fingerprint")
 
 // forwardHeaders prepares the request's headers for the upstream, in one pass that keeps the order of
 // the lines it leaves: it strips hop-by-hop headers and the headers weir replaces, then writes
@@ -87,7 +90,13 @@ func (s *Snapshot) forwardHeaders(ctx *fasthttp.RequestCtx, x *filters.Exchange)
 	h.AddBytesV(headerXFF, append(xff, peerText...))
 	h.AddBytesV(headerRequestID, x.RequestID)
 	proto := "http"
-	if ctx.IsTLS() {
+	if tc, ok := ctx.Conn().(*tlsConn); ok {
+		proto = "https"
+		if tc.subject != nil {
+			h.AddBytesV(headerClientCertSubject, tc.subject)
+			h.AddBytesV(headerClientCertFingerprint, tc.fingerprint)
+		}
+	} else if ctx.IsTLS() {
 		proto = "https"
 	}
 	host := h.Host()

@@ -44,6 +44,8 @@ type Metrics struct {
 	rateLimited        *prometheus.CounterVec // route
 	breakerTransitions *prometheus.CounterVec // route, to
 
+	tlsHandshakeFailures *prometheus.CounterVec // reason
+
 	reloads    *prometheus.CounterVec // result
 	lastReload prometheus.Gauge
 	configInfo *prometheus.GaugeVec // hash
@@ -78,6 +80,7 @@ func NewMetrics() *Metrics {
 	m.ejections = counter("weir_upstream_ejections_total", "Targets taken out of rotation by passive health.", "upstream", "target")
 	m.rateLimited = counter("weir_rate_limit_rejections_total", "Requests refused by a rate_limit filter.", "route")
 	m.breakerTransitions = counter("weir_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", "route", "to")
+	m.tlsHandshakeFailures = counter("weir_tls_handshake_failures_total", "Failed TLS handshakes on the HTTPS listener, by reason: plain_http, not_tls, timeout, client_closed, protocol_version, no_shared_cipher, no_client_certificate, bad_client_certificate, client_alert, no_certificate, other.", "reason")
 	m.reloads = counter("weir_config_reloads_total", "Config reload attempts, by result: applied, unchanged, rejected, unreadable.", "result")
 	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{Name: "weir_config_last_reload_success_timestamp_seconds",
 		Help: "When the active config was loaded (Unix time)."})
@@ -249,6 +252,8 @@ var (
 	healthyDesc  = prometheus.NewDesc("weir_upstream_target_healthy", "1 if the target passes its active health checks (or has none).", []string{"upstream", "target"}, nil)
 	ejectedDesc  = prometheus.NewDesc("weir_upstream_target_ejected", "1 while passive health has the target out of rotation.", []string{"upstream", "target"}, nil)
 	breakerDesc  = prometheus.NewDesc("weir_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"route"}, nil)
+	expiryDesc   = prometheus.NewDesc("weir_tls_certificate_expiry_timestamp_seconds", "When the certificate in use expires (Unix time), by its name: the listener's certificates[].name (default cert_file), or upstreams.NAME.tls for a client certificate.", []string{"name"}, nil)
+	refusedDesc  = prometheus.NewDesc("weir_tls_certificate_refused", "1 while a certificate's or CA bundle's files hold a version weir refused (the previous one keeps serving; GET /config says why).", []string{"name"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -256,6 +261,8 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- healthyDesc
 	ch <- ejectedDesc
 	ch <- breakerDesc
+	ch <- expiryDesc
+	ch <- refusedDesc
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -288,5 +295,16 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for route, state := range states {
 		ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, state, route)
+	}
+	named := map[string]bool{} // a label set reported twice would fail the whole scrape
+	for _, src := range snap.sources {
+		if named[src.Name()] {
+			continue
+		}
+		named[src.Name()] = true
+		if v := src.Current(); v.Cert != nil {
+			ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, float64(v.NotAfter.Unix()), src.Name())
+		}
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.GaugeValue, bool01(src.Status().Error != ""), src.Name())
 	}
 }

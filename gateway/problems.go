@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -12,6 +13,9 @@ type Problem struct {
 	Line int    // 1-based; 0 when the problem is about the file as a whole
 	Path string // key path such as routes[2].upstream; empty for file-level problems
 	Msg  string
+	// Warning marks something that works but deserves attention (a certificate about to expire);
+	// warnings never make a config invalid.
+	Warning bool
 }
 
 func (p Problem) String() string {
@@ -24,6 +28,9 @@ func (p Problem) String() string {
 	if p.Path != "" {
 		b.WriteString(p.Path)
 		b.WriteString(": ")
+	}
+	if p.Warning {
+		b.WriteString("warning: ")
 	}
 	b.WriteString(p.Msg)
 	return b.String()
@@ -46,9 +53,10 @@ func (ps Problems) sort() {
 
 // problemSink collects problems against one file, locating each key path by the line it was read from.
 type problemSink struct {
-	file  string
-	lines map[string]int // key path -> line of the key (or of the element, for list items)
-	list  Problems
+	file     string
+	lines    map[string]int // key path -> line of the key (or of the element, for list items)
+	list     Problems
+	warnings Problems
 }
 
 func newProblemSink(file string) *problemSink {
@@ -65,6 +73,14 @@ func (s *problemSink) addf(path, format string, args ...any) {
 		}
 	}
 	s.list = append(s.list, p)
+}
+
+// warnf records a warning at path, located like addf's problems.
+func (s *problemSink) warnf(path, format string, args ...any) {
+	p := Problem{File: s.file, Line: s.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...), Warning: true}
+	if !slices.Contains(s.warnings, p) {
+		s.warnings = append(s.warnings, p)
+	}
 }
 
 func (s *problemSink) lineOf(path string) int {

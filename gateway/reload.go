@@ -15,6 +15,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
+
+	"github.com/weir-gateway/weir/certs"
 )
 
 // Reloader applies config file changes to a running Server: it reads the file, compiles a whole new
@@ -29,6 +31,8 @@ type Reloader struct {
 
 	mu     sync.Mutex // serializes reloads
 	closed bool       // set by Close: no more swaps
+	// swapped, if set, is called after each new snapshot goes live (under mu).
+	swapped func()
 
 	statusMu sync.Mutex
 	status   Status
@@ -44,6 +48,8 @@ type Status struct {
 	// apply at start.
 	RestartRequired []string `json:"restart_required"`
 	LastAttempt     *Attempt `json:"last_attempt"`
+	// Certificates are the TLS certificates and CA bundles in use, with any refused renewal.
+	Certificates []certs.Status `json:"certificates"`
 }
 
 // Attempt is the outcome of one reload.
@@ -101,6 +107,7 @@ func (r *Reloader) Status() Status {
 	defer r.statusMu.Unlock()
 	st := r.status
 	st.RestartRequired = append([]string{}, st.RestartRequired...)
+	st.Certificates = r.srv.Snapshot().certificateStatus()
 	return st
 }
 
@@ -162,6 +169,10 @@ func (r *Reloader) reload(trigger string, settle time.Duration, quiet bool) Atte
 		next.activate()
 		r.srv.current.Store(next)
 		prev.retire(next, r.grace)
+		if r.swapped != nil {
+			r.swapped()
+		}
+		logWarnings(log, next.Warnings)
 		r.grace = drainGrace(next)
 		zerolog.SetGlobalLevel(next.LogLevel)
 		if m := r.opts.Metrics; m != nil {
@@ -207,6 +218,7 @@ func restartRequired(started, next *Snapshot) []string {
 	}
 	a, b := started.Server, next.Server
 	diff("server.listen", a.Listen, b.Listen)
+	diff("server.tls.listen", tlsListenOf(a), tlsListenOf(b))
 	diff("server.read_timeout", a.ReadTimeout, b.ReadTimeout)
 	diff("server.write_timeout", a.WriteTimeout, b.WriteTimeout)
 	diff("server.idle_timeout", a.IdleTimeout, b.IdleTimeout)

@@ -24,6 +24,14 @@ type runningGateway struct {
 	public, admin string
 	path          string
 	sighup        chan struct{}
+	https         string // the HTTPS listener's address, when the config has server.tls
+}
+
+func addrText(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // startRun runs the config at path until the test ends.
@@ -35,8 +43,8 @@ func startRun(t *testing.T, path string) *runningGateway {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, RunConfig{Path: path, Log: zerolog.New(testLogWriter{t}), AccessOut: io.Discard, Reload: g.sighup,
-			Ready: func(public, admin net.Addr) {
-				g.public, g.admin = public.String(), admin.String()
+			Ready: func(l Listeners) {
+				g.public, g.admin, g.https = addrText(l.HTTP), addrText(l.Admin), addrText(l.HTTPS)
 				close(ready)
 			}})
 	}()

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"os"
 
 	"github.com/rs/zerolog"
+
+	"github.com/weir-gateway/weir/certs"
 )
 
 // RunConfig is what Run needs from its caller.
@@ -21,9 +24,18 @@ type RunConfig struct {
 	AccessOut io.Writer
 	// Reload triggers a reload each time it receives (cmd/weir sends on SIGHUP). May be nil.
 	Reload <-chan struct{}
-	// Ready, if not nil, is called once the listeners are open, with their addresses (admin is nil when
-	// admin.listen is off).
-	Ready func(public, admin net.Addr)
+	// Ready, if not nil, is called once the listeners are open, with their addresses (each nil when
+	// its listener is off).
+	Ready func(l Listeners)
+	// FallbackTLS, if not nil, serves HTTPS on FallbackTLSListen with this certificate when the config
+	// has no server.tls (weir demo's self-signed certificate).
+	FallbackTLS       *tls.Certificate
+	FallbackTLSListen string
+}
+
+// Listeners are the addresses weir serves on; nil for a listener that is off.
+type Listeners struct {
+	HTTP, HTTPS, Admin net.Addr
 }
 
 // Run loads the config and serves it until ctx ends, reloading it on file changes, on rc.Reload and
@@ -43,31 +55,75 @@ func Run(ctx context.Context, rc RunConfig) error {
 	zerolog.SetGlobalLevel(snap.LogLevel)
 	log := rc.Log
 
-	ln, err := net.Listen("tcp", snap.Server.Listen)
-	if err != nil {
-		return fmt.Errorf("opening server.listen %s: %w", snap.Server.Listen, err)
-	}
+	logWarnings(log, snap.Warnings)
+
 	srv := NewServer(snap, log, rc.AccessOut)
+	var addrs Listeners
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	listen := func(key, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("opening %s %s: %w", key, addr, err)
+		}
+		lns = append(lns, ln)
+		return ln, nil
+	}
+	var plain, secure net.Listener
+	if snap.Server.Listen != "" {
+		if plain, err = listen("server.listen", snap.Server.Listen); err != nil {
+			return err
+		}
+		addrs.HTTP = plain.Addr()
+	}
+	tlsListen := ""
+	switch {
+	case snap.Server.TLS != nil:
+		tlsListen = snap.Server.TLS.Listen
+	case rc.FallbackTLS != nil:
+		src, err := certs.Static("demo", *rc.FallbackTLS)
+		if err != nil {
+			return fmt.Errorf("the demo certificate: %w", err)
+		}
+		srv.fallbackTLS = &tlsListener{store: certs.NewStore([]*certs.Source{src}), min: tls.VersionTLS12}
+		tlsListen = rc.FallbackTLSListen
+	}
+	if tlsListen != "" {
+		if secure, err = listen("server.tls.listen", tlsListen); err != nil {
+			return err
+		}
+		addrs.HTTPS = secure.Addr()
+	}
 	reloader := NewReloader(rc.Path, data, srv, Options{Log: log, Metrics: metrics})
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	certsDone := srv.watchCertificates(watchCtx, reloader)
 	metrics.serve(srv.Snapshot)
 	metrics.configLoaded(contentHash(data))
-	served := make(chan error, 2)
-	go func() { served <- srv.Serve(ln) }()
+	served := make(chan error, 3)
+	if plain != nil {
+		go func() { served <- srv.Serve(plain) }()
+	}
+	if secure != nil {
+		go func() { served <- srv.ServeTLS(secure) }()
+	}
 
 	var admin *Admin
-	var adminAddr net.Addr
 	if snap.Admin.Listen != "" {
 		aln, err := net.Listen("tcp", snap.Admin.Listen)
 		if err != nil {
 			_ = srv.fast.Shutdown()
 			return fmt.Errorf("opening admin.listen %s: %w", snap.Admin.Listen, err)
 		}
-		admin, adminAddr = NewAdmin(srv, reloader, metrics), aln.Addr()
+		admin, addrs.Admin = NewAdmin(srv, reloader, metrics), aln.Addr()
 		go func() { served <- admin.fast.Serve(aln) }()
 	}
 
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
 	var watchDone <-chan struct{}
 	if snap.Reload.Watch || snap.Reload.Interval > 0 {
 		if watchDone, err = reloader.Watch(watchCtx, snap.Reload.Watch, snap.Reload.Debounce, snap.Reload.Interval); err != nil {
@@ -76,13 +132,18 @@ func Run(ctx context.Context, rc RunConfig) error {
 	}
 
 	srv.ready.Store(true)
-	ev := log.Info().Str("listen", ln.Addr().String()).Int("routes", len(snap.Routes))
-	if adminAddr != nil {
-		ev = ev.Str("admin", adminAddr.String())
+	ev := log.Info().Int("routes", len(snap.Routes))
+	for _, a := range []struct {
+		key  string
+		addr net.Addr
+	}{{"listen", addrs.HTTP}, {"tls_listen", addrs.HTTPS}, {"admin", addrs.Admin}} {
+		if a.addr != nil {
+			ev = ev.Str(a.key, a.addr.String())
+		}
 	}
 	ev.Msg("weir is serving")
 	if rc.Ready != nil {
-		rc.Ready(ln.Addr(), adminAddr)
+		rc.Ready(addrs)
 	}
 
 	var runErr error
@@ -104,6 +165,7 @@ loop:
 	if watchDone != nil {
 		<-watchDone
 	}
+	<-certsDone
 	reloader.Close()
 	timeout := srv.Snapshot().Server.ShutdownTimeout
 	log.Info().Dur("timeout", timeout).Msg("shutting down: no new connections, waiting for in-flight requests")

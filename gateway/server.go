@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,9 @@ type Server struct {
 	log     zerolog.Logger // gateway events
 	access  zerolog.Logger // one line per request, when the current snapshot's log.access is on
 	fast    *fasthttp.Server
+	tlsRoot *tls.Config // the HTTPS listener's; see newTLSRoot
+	// fallbackTLS serves HTTPS when the config has no server.tls (weir demo's self-signed certificate).
+	fallbackTLS *tlsListener
 }
 
 // NewServer prepares a server for snap. Events are written to log, access lines to accessOut.
@@ -60,14 +64,20 @@ func NewServer(snap *Snapshot, log zerolog.Logger, accessOut io.Writer) *Server 
 		SecureErrorLogMessage: true,
 		Logger:                fasthttpLogger{log},
 	}
+	s.tlsRoot = s.newTLSRoot()
 	return s
 }
 
 // Snapshot returns the snapshot currently serving.
 func (s *Server) Snapshot() *Snapshot { return s.current.Load() }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts plain HTTP connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.fast.Serve(ln) }
+
+// ServeTLS accepts HTTPS connections on ln until Shutdown, with the serving snapshot's certificates.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	return s.fast.Serve(&tlsNetListener{Listener: ln, cfg: s.tlsRoot, srv: s})
+}
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends, then closes idle upstream
 // connections. It returns ctx's error if requests were still running when ctx ended.
@@ -89,6 +99,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	recordTarget(ctx, x)
 	if status != 0 {
 		x.Reject(status, reason)
+		return
+	}
+	if snap.Server.RedirectHTTPS && !ctx.IsTLS() {
+		redirectToHTTPS(ctx, x, snap.redirectPort)
 		return
 	}
 	var hostBuf [256]byte
@@ -125,6 +139,9 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		writeError(&ctx.Response, x.Status, x.Reason, x.RequestID)
 	}
 	setOnly(&ctx.Response.Header, headerRequestID, x.RequestID)
+	if t := snap.tls; t != nil && t.hsts != nil && ctx.IsTLS() {
+		setOnly(&ctx.Response.Header, headerHSTS, t.hsts)
+	}
 	status := ctx.Response.StatusCode()
 	elapsed := time.Since(start)
 	if m := snap.metrics; m != nil {
@@ -207,4 +224,11 @@ func writeError(resp *fasthttp.Response, status int, reason string, id []byte) {
 // fasthttpLogger sends fasthttp's own messages (accept errors and the like) to the event log.
 type fasthttpLogger struct{ log zerolog.Logger }
 
-func (l fasthttpLogger) Printf(format string, args ...any) { l.log.Warn().Msgf(format, args...) }
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	for _, a := range args {
+		if _, ok := a.(handshakeError); ok {
+			return
+		}
+	}
+	l.log.Warn().Msgf(format, args...)
+}

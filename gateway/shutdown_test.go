@@ -29,7 +29,7 @@ func runGateway(t *testing.T, shutdownTimeout string, release chan struct{}) (st
 	runDone := make(chan error, 1)
 	go func() {
 		runDone <- Run(ctx, RunConfig{Path: path, Log: zerolog.New(testLogWriter{t}), AccessOut: io.Discard,
-			Ready: func(public, _ net.Addr) { addrCh <- public }})
+			Ready: func(l Listeners) { addrCh <- l.HTTP }})
 	}()
 	return (<-addrCh).String(), cancel, runDone, entered
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-gateway/weir/certs"
 	"github.com/weir-gateway/weir/filters"
 	"github.com/weir-gateway/weir/upstream"
 )
@@ -27,6 +28,9 @@ type Snapshot struct {
 	Log      LogConfig
 	LogLevel zerolog.Level
 	Routes   []*Route
+	// Warnings are things in the config that work but deserve attention (a certificate close to its
+	// expiry, an unverified upstream); weir validate prints them, load and reload log them.
+	Warnings Problems
 
 	pools   map[string]*upstream.Pool
 	targets map[string]*upstream.Target // every pool's targets, by Target.Key
@@ -38,6 +42,10 @@ type Snapshot struct {
 	wildcards   []*routeTable          // *.suffix tables, longest suffix first
 	anyHost     *routeTable            // routes without match.hosts
 	trusted     []netip.Prefix
+
+	tls          *tlsListener             // nil without server.tls
+	redirectPort string                   // ":8443" in redirects to HTTPS; "" for 443
+	sources      map[string]*certs.Source // certificate, key and CA files in use, by kind and paths
 }
 
 // Route is a compiled route: where its requests go and what runs on them.

@@ -68,12 +68,17 @@ func echoHandler(name string) fasthttp.RequestHandler {
 
 var paramPattern = regexp.MustCompile(`\{[^}]*\}`)
 
-// printDemoHelp prints a curl line per route, with sample values for path parameters.
-func printDemoHelp(w io.Writer, snap *gateway.Snapshot, addr, admin net.Addr) {
-	_, port, _ := net.SplitHostPort(addr.String())
-	fmt.Fprintf(w, "\nweir demo is serving on 127.0.0.1:%s. Try:\n", port)
+// printDemoHelp prints a curl line per route, with sample values for path parameters, and one over
+// HTTPS when weir serves it.
+func printDemoHelp(w io.Writer, snap *gateway.Snapshot, l gateway.Listeners) {
+	base := func(scheme string, a net.Addr) string {
+		_, port, _ := net.SplitHostPort(a.String())
+		return scheme + "://127.0.0.1:" + port
+	}
+	fmt.Fprintln(w, "\nweir demo is serving. Try:")
 	routes := append([]*gateway.Route(nil), snap.Routes...)
 	sort.SliceStable(routes, func(i, j int) bool { return routes[i].Name < routes[j].Name })
+	var first string
 	for _, r := range routes {
 		path := paramPattern.ReplaceAllStringFunc(r.Match.Path, func(p string) string {
 			switch {
@@ -92,10 +97,22 @@ func printDemoHelp(w io.Writer, snap *gateway.Snapshot, addr, admin net.Addr) {
 		if len(r.Match.Hosts) > 0 {
 			host = "-H 'Host: " + strings.Replace(r.Match.Hosts[0], "*", "demo", 1) + "' "
 		}
-		fmt.Fprintf(w, "  curl -i %s%shttp://127.0.0.1:%s%s    # route %s\n", method, host, port, path, r.Name)
+		if first == "" && method == "" {
+			first = host + "%s" + path + "    # route " + r.Name
+		}
+		if l.HTTP != nil {
+			fmt.Fprintf(w, "  curl -i %s%s%s%s    # route %s\n", method, host, base("http", l.HTTP), path, r.Name)
+		}
 	}
-	if admin != nil {
-		fmt.Fprintf(w, "  curl -s http://%s/config    # admin: the active config and the last reload\n", admin)
+	if l.HTTPS != nil && first != "" {
+		how := "-k: the demo's certificate is self-signed"
+		if snap.Server.TLS != nil {
+			how = "-k unless a CA your curl trusts signed server.tls's certificate"
+		}
+		fmt.Fprintf(w, "  curl -k -i "+first+", over HTTPS (%s)\n", base("https", l.HTTPS), how)
+	}
+	if l.Admin != nil {
+		fmt.Fprintf(w, "  curl -s http://%s/config    # admin: the active config and the last reload\n", l.Admin)
 	}
 	fmt.Fprintln(w, "Edit config.yaml and save: weir reloads it. Stop with Ctrl-C.")
 }

@@ -1,8 +1,9 @@
 // Command weir is the weir API gateway.
 //
 //	weir [-config FILE]            serve (default config.yaml); SIGHUP reloads the config
-//	weir validate [-config FILE]   check a config: problems on stderr, exit 1; or exit 0
-//	weir demo [-config FILE]       serve, plus echo upstreams on the config's loopback targets
+//	weir validate [-config FILE]   check a config: problems on stderr, exit 1; or warnings on stderr, exit 0
+//	weir demo [-config FILE]       serve, plus echo upstreams on the config's loopback targets, and
+//	                               HTTPS on :8443 with a self-signed certificate if the config has no TLS
 //	weir version                   print the version
 package main
 
@@ -12,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/weir-gateway/weir/certs"
 	"github.com/weir-gateway/weir/gateway"
 )
 
@@ -57,6 +58,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		snap.Close()
+		for _, w := range snap.Warnings {
+			fmt.Fprintln(stderr, w)
+		}
 		fmt.Fprintf(stdout, "%s: ok (%d routes)\n", *configPath, len(snap.Routes))
 		return 0
 	case "serve", "demo":
@@ -76,7 +80,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 			defer stop()
-			rc.Ready = func(public, admin net.Addr) { printDemoHelp(stderr, snap, public, admin) }
+			if snap.Server.TLS == nil {
+				cert, err := certs.SelfSigned("localhost", "127.0.0.1", "::1")
+				if err != nil {
+					fmt.Fprintf(stderr, "weir demo: making a self-signed certificate: %v\n", err)
+					return 1
+				}
+				rc.FallbackTLS, rc.FallbackTLSListen = &cert, demoTLSListen
+			}
+			rc.Ready = func(l gateway.Listeners) { printDemoHelp(stderr, snap, l) }
 		}
 		if err := gateway.Run(ctx, rc); err != nil {
 			var problems gateway.Problems
@@ -92,6 +104,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "weir: unknown command %q; use serve (the default), validate, demo or version\n", cmd)
 	return 2
 }
+
+// demoTLSListen is where weir demo serves HTTPS when the config has no server.tls of its own.
+const demoTLSListen = ":8443"
 
 // sighup delivers one value per SIGHUP (reload the config) until ctx ends.
 func sighup(ctx context.Context) <-chan struct{} {
