@@ -36,17 +36,24 @@ func addrText(a net.Addr) string {
 
 // startRun runs the config at path until the test ends.
 func startRun(t *testing.T, path string) *runningGateway {
+	return startRunWith(t, path, RunConfig{})
+}
+
+// startRunWith is startRun with extra RunConfig settings (FallbackTLS); Path, logs, Reload and Ready
+// are set here.
+func startRunWith(t *testing.T, path string, rc RunConfig) *runningGateway {
 	t.Helper()
 	g := &runningGateway{path: path, sighup: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, RunConfig{Path: path, Log: zerolog.New(testLogWriter{t}), AccessOut: io.Discard, Reload: g.sighup,
-			Ready: func(l Listeners) {
-				g.public, g.admin, g.https = addrText(l.HTTP), addrText(l.Admin), addrText(l.HTTPS)
-				close(ready)
-			}})
+		rc.Path, rc.Log, rc.AccessOut, rc.Reload = path, zerolog.New(testLogWriter{t}), io.Discard, g.sighup
+		rc.Ready = func(l Listeners) {
+			g.public, g.admin, g.https = addrText(l.HTTP), addrText(l.Admin), addrText(l.HTTPS)
+			close(ready)
+		}
+		done <- Run(ctx, rc)
 	}()
 	select {
 	case <-ready:

@@ -5,13 +5,15 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"github.com/valyala/fasthttp"
-	"github.com/weir-gateway/weir/filters"
 	"io"
 	"net"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/filters"
 )
 
 const (

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-gateway/weir/certs"
 	"github.com/weir-gateway/weir/certs/certstest"
 )
 
@@ -776,4 +778,90 @@ func TestCompile_TLSPathsAreRelativeToTheConfigFile(t *testing.T) {
 	if st := snap.certificateStatus(); len(st) != 1 || st[0].Files[0] != filepath.Join(f.dir, "tls", "api.pem") || st[0].Name != "tls/api.pem" {
 		t.Fatalf("status %+v", st)
 	}
+}
+
+func TestTLS_UpstreamCABundleAndClientCertificateRotate(t *testing.T) {
+	f := newTLSFiles(t)
+	serverLeaf := f.ca.Issue(t, certstest.Options{CommonName: "backend", Names: []string{"127.0.0.1"}})
+	backend := startTLSBackend(t, serverLeaf, f.ca.Pool(), func(ctx *fasthttp.RequestCtx) {
+		ctx.WriteString("hello " + ctx.TLSConnectionState().PeerCertificates[0].Subject.CommonName)
+	})
+	caFile := certstest.NewCA(t, "not the backend's").WriteCA(t, filepath.Join(f.dir, "upstream-ca.pem"))
+	clientCert, clientKey := f.ca.Issue(t, certstest.Options{CommonName: "weir-1", Client: true}).Write(t, f.dir, "client")
+	path := writeConfigFile(t, fmt.Sprintf("server: {listen: \"127.0.0.1:0\"}\nadmin: {listen: \"127.0.0.1:0\"}\nlog: {access: false}\n"+
+		"upstreams:\n  backend:\n    targets: [{url: \"https://%s\"}]\n    retries: {attempts: 1}\n    passive_health: {consecutive_failures: 0}\n    idle_conn_timeout: 10ms\n"+
+		"    tls: {ca_file: %q, cert_file: %q, key_file: %q}\nroutes:\n  - {name: all, match: {path: \"/{rest:*}\"}, upstream: backend}\n",
+		backend, caFile, clientCert, clientKey))
+	g := startRun(t, path)
+	if code := statusAt(t, g.public, "/x"); code != 502 {
+		t.Fatalf("with a CA that did not sign the backend: %d", code)
+	}
+	writeRenamed(t, caFile, f.ca.PEM)
+	body := func() string {
+		_, b, err := fasthttp.GetTimeout(nil, "http://"+g.public+"/x", 5*time.Second)
+		must(t, err)
+		return string(b)
+	}
+	waitForLong(t, "the rotated CA bundle to be used", func() bool { return body() == "hello weir-1" })
+
+	renewed := f.ca.Issue(t, certstest.Options{CommonName: "weir-2", Client: true})
+	writeRenamed(t, clientKey, renewed.KeyPEM)
+	writeRenamed(t, clientCert, renewed.CertPEM)
+	// Pooled connections keep the certificate they were made with (idle_conn_timeout is short here);
+	// new ones present the renewed one.
+	waitForLong(t, "the renewed client certificate on a new connection", func() bool { return body() == "hello weir-2" })
+}
+
+func TestTLS_FallbackCertificateServesHTTPSWhenTheConfigHasNone(t *testing.T) {
+	b := startRecordingBackend(t, "b", nil)
+	cert, err := certs.SelfSigned("localhost", "127.0.0.1")
+	must(t, err)
+	path := writeConfigFile(t, "server: {listen: \"127.0.0.1:0\"}\nadmin: {listen: \"127.0.0.1:0\"}\nlog: {access: false}\n"+oneRouteConfig("", b.Addr))
+	g := startRunWith(t, path, RunConfig{FallbackTLS: &cert, FallbackTLSListen: "127.0.0.1:0"})
+	pool := x509.NewCertPool()
+	pool.AddCert(cert.Leaf)
+	resp, body := httpsGet(t, g.https, &tls.Config{RootCAs: pool}, "localhost", "/x")
+	if resp.StatusCode != 200 || body != "b" {
+		t.Fatalf("demo HTTPS: %d %q", resp.StatusCode, body)
+	}
+	// A config that adds server.tls later needs a restart for its listener.
+	f := newTLSFiles(t)
+	c, k := f.issue(t, "api", "api.example.com")
+	updated := "admin: {listen: \"127.0.0.1:0\"}\nlog: {access: false}\n" + strings.Replace(tlsServerBlock("", [2]string{c, k}), "127.0.0.1:0\"\n    certificates", "127.0.0.1:0\"\n    certificates", 1) + oneRouteConfig("", b.Addr)
+	must(t, os.WriteFile(path, []byte(updated), 0o644))
+	g.sighup <- struct{}{}
+	waitForLong(t, "the reload", func() bool { return g.status(t).Hash == contentHash([]byte(updated)) })
+	if rr := g.status(t).RestartRequired; !slices.Contains(rr, "server.tls.listen") {
+		t.Fatalf("restart_required %v", rr)
+	}
+	// Meanwhile the open HTTPS listener serves the config's certificate.
+	resp, _ = httpsGet(t, g.https, f.clientConfig("api.example.com"), "api.example.com", "/x")
+	if leafCN(resp) != "api" {
+		t.Fatalf("got %s", leafCN(resp))
+	}
+}
+
+func TestTLS_ClientCARotationEndsSessionsVerifiedUnderTheOldBundle(t *testing.T) {
+	f := newTLSFiles(t)
+	b := startRecordingBackend(t, "b", nil)
+	cert, key := f.issue(t, "api", "api.example.com")
+	caFile := f.ca.WriteCA(t, filepath.Join(f.dir, "clients.pem"))
+	client := f.ca.Issue(t, certstest.Options{CommonName: "client", Client: true})
+	path := writeConfigFile(t, tlsServerBlock(fmt.Sprintf("    client_auth: require\n    client_ca_file: %q\n", caFile), [2]string{cert, key})+
+		"admin: {listen: \"127.0.0.1:0\"}\nlog: {access: false}\n"+oneRouteConfig("", b.Addr))
+	g := startRun(t, path)
+	cfg := f.clientConfig("api.example.com")
+	cfg.Certificates = []tls.Certificate{client.TLS}
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	for i := 0; i < 2; i++ {
+		if resp, _ := httpsGet(t, g.https, cfg, "api.example.com", "/x"); resp.TLS.DidResume != (i == 1) {
+			t.Fatalf("connection %d: resumed=%v", i+1, resp.TLS.DidResume)
+		}
+	}
+	// The client's CA is dropped from the bundle.
+	writeRenamed(t, caFile, certstest.NewCA(t, "the only trusted one now").PEM)
+	waitForLong(t, "the client to be refused", func() bool {
+		_, _, err := tryHTTPSGet(g.https, cfg, "api.example.com", "/x")
+		return err != nil
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"github.com/rs/zerolog"
 	"net"
 	"path/filepath"
 	"sort"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/weir-gateway/weir/certs"
 	"github.com/weir-gateway/weir/upstream"
@@ -41,7 +42,9 @@ type tlsGeneration struct {
 }
 
 // config returns the tls.Config for a handshake, rebuilt when the client CA bundle has changed (a
-// tls.Config's ClientCAs are fixed once it is in use).
+// tls.Config's ClientCAs are fixed once it is in use). A session resumed from a ticket is verified
+// again against the new bundle (crypto/tls in Go 1.26 does, in TLS 1.2 and 1.3), so replacing the bundle locks
+// out a client at once.
 func (l *tlsListener) config() *tls.Config {
 	var caGen uint64
 	if l.clientCA != nil {

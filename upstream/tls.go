@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 
 	"github.com/weir-gateway/weir/certs"
 )
@@ -52,7 +53,7 @@ func (c *ClientTLS) config(addr string) *tls.Config {
 		MinVersion: tls.VersionTLS12,
 		ServerName: name,
 		// Resumed sessions skip a full handshake on each new connection to the target.
-		ClientSessionCache: tls.NewLRUClientSessionCache(64),
+		ClientSessionCache: sessionCache{tls.NewLRUClientSessionCache(64), c.Cert},
 		// crypto/tls's own check reads a fixed RootCAs; VerifyConnection below does the same check
 		// against the bundle's current version.
 		InsecureSkipVerify: true,
@@ -67,6 +68,28 @@ func (c *ClientTLS) config(addr string) *tls.Config {
 		}
 	}
 	return cfg
+}
+
+// sessionCache keeps resumable sessions per version of the client certificate. A resumed session
+// carries the certificate of the handshake that made it, so without this a target would go on
+// seeing the old certificate after a renewal until the session expired (up to a week in TLS 1.3).
+type sessionCache struct {
+	tls.ClientSessionCache
+	cert *certs.Source // nil: no client certificate
+}
+
+func (c sessionCache) key(k string) string {
+	if c.cert == nil {
+		return k
+	}
+	return strconv.FormatUint(c.cert.Generation(), 10) + " " + k
+}
+
+func (c sessionCache) Get(k string) (*tls.ClientSessionState, bool) {
+	return c.ClientSessionCache.Get(c.key(k))
+}
+func (c sessionCache) Put(k string, cs *tls.ClientSessionState) {
+	c.ClientSessionCache.Put(c.key(k), cs)
 }
 
 // TLSVerifyError is a target certificate that failed verification.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/certs/certstest"
 )
 
 func writeConfig(t *testing.T, content string) string {
@@ -26,6 +28,15 @@ func writeConfig(t *testing.T, content string) string {
 
 func TestValidate_ExitCodesAndProblemOutput(t *testing.T) {
 	good := writeConfig(t, "upstreams:\n  u:\n    targets: [{url: \"http://127.0.0.1:9\"}]\nroutes:\n  - {name: r, match: {path: /x}, upstream: u}\n")
+	ca := certstest.NewCA(t, "CA")
+	dir := t.TempDir()
+	soonCert, soonKey := ca.Issue(t, certstest.Options{CommonName: "soon", NotAfter: time.Now().Add(5 * 24 * time.Hour)}).Write(t, dir, "soon")
+	oldCert, oldKey := ca.Issue(t, certstest.Options{CommonName: "old", NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}).Write(t, dir, "old")
+	withCert := func(cert, key string) string {
+		return writeConfig(t, fmt.Sprintf("server:\n  tls:\n    certificates:\n      - {cert_file: %q, key_file: %q}\n", cert, key)+
+			"upstreams:\n  u:\n    targets: [{url: \"http://127.0.0.1:9\"}]\nroutes:\n  - {name: r, match: {path: /x}, upstream: u}\n")
+	}
+	soon, expired := withCert(soonCert, soonKey), withCert(oldCert, oldKey)
 	bad := writeConfig(t, "upstreams:\n  u:\n    targets: [{url: \"http://127.0.0.1:9\"}]\nroutes:\n  - {name: r, match: {path: /x}, upstream: user}\n")
 	cases := []struct {
 		desc       string
@@ -38,6 +49,10 @@ func TestValidate_ExitCodesAndProblemOutput(t *testing.T) {
 		{"unknown upstream", []string{"validate", "-config", bad}, 1, "",
 			bad + `:5: routes[0].upstream: unknown upstream "user"; known upstreams: u`},
 		{"missing file", []string{"validate", "-config", "/nonexistent.yaml"}, 1, "", "/nonexistent.yaml: cannot read config"},
+		{"a certificate expiring within 14 days is a warning", []string{"validate", "-config", soon}, 0, "ok (1 routes)",
+			soon + ":4: server.tls.certificates[0].cert_file: warning: the certificate expires in 120h"},
+		{"an expired certificate is a problem", []string{"validate", "-config", expired}, 1, "",
+			expired + ":4: server.tls.certificates[0].cert_file: the certificate expired at"},
 		{"version", []string{"version"}, 0, "weir ", ""},
 		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{"stray argument", []string{"validate", "extra"}, 2, "", `unexpected argument "extra"`},
