@@ -58,7 +58,13 @@ func startGatewayWith(t *testing.T, config string, opts Options) string {
 // waitFor polls cond for up to 2 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	waitWithin(t, 2*time.Second, what, cond)
+}
+
+// waitWithin polls cond every 10ms until it holds, failing the test after within.
+func waitWithin(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {
 			return
 		}

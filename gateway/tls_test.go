@@ -29,8 +29,9 @@ import (
 
 // tlsFiles is a CA and a directory to write certificates into.
 type tlsFiles struct {
-	ca  *certstest.CA
-	dir string
+	ca        *certstest.CA
+	dir       string
+	cert, key string // set by oneCertGateway
 }
 
 func newTLSFiles(t *testing.T) *tlsFiles {
@@ -163,12 +164,21 @@ func TestTLS_CertificateChosenBySNIAndBothListenersServeTheSameRoutes(t *testing
 	})
 }
 
+// oneCertGateway serves a one-route gateway on both listeners, the HTTPS one with a certificate for
+// api.example.com (its files in f.cert and f.key).
+func oneCertGateway(t *testing.T) (f *tlsFiles, b *recordingBackend, snap *Snapshot, secure string) {
+	t.Helper()
+	f = newTLSFiles(t)
+	f.cert, f.key = f.issue(t, "api", "api.example.com")
+	b = startRecordingBackend(t, "b", nil)
+	snap = compileTLS(t, tlsServerBlock("", [2]string{f.cert, f.key})+oneRouteConfig("", b.Addr))
+	_, secure, _ = serveBoth(t, snap)
+	return f, b, snap, secure
+}
+
 func TestTLS_OldVersionsRefusedALPNIsHTTP11AndSessionsResume(t *testing.T) {
-	f := newTLSFiles(t)
-	cert, key := f.issue(t, "api", "api.example.com")
-	b := startRecordingBackend(t, "b", nil)
-	snap := compileTLS(t, tlsServerBlock("", [2]string{cert, key})+oneRouteConfig("", b.Addr))
-	_, secure, _ := serveBoth(t, snap)
+	f, b, snap, secure := oneCertGateway(t)
+	cert, key := f.cert, f.key
 
 	old := f.clientConfig("api.example.com")
 	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
@@ -215,11 +225,7 @@ func TestTLS_OldVersionsRefusedALPNIsHTTP11AndSessionsResume(t *testing.T) {
 }
 
 func TestTLS_PlainHTTPToTheHTTPSPortGets400(t *testing.T) {
-	f := newTLSFiles(t)
-	cert, key := f.issue(t, "api", "api.example.com")
-	b := startRecordingBackend(t, "b", nil)
-	snap := compileTLS(t, tlsServerBlock("", [2]string{cert, key})+oneRouteConfig("", b.Addr))
-	_, secure, _ := serveBoth(t, snap)
+	_, b, snap, secure := oneCertGateway(t)
 	got := rawExchange(t, secure, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 400 ") || !strings.Contains(got, "https://") {
 		t.Fatalf("plain HTTP on the TLS port got %q", got)
@@ -551,12 +557,7 @@ func TestTLS_CertificatesRotateWithoutARestart(t *testing.T) {
 // waitForLong is waitFor for events that pass through the filesystem watch (debounced 200 ms).
 func waitForLong(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	waitWithin(t, 5*time.Second, what, cond)
 }
 
 func TestTLS_BadRenewalRefusedAndThePreviousCertificateKept(t *testing.T) {
