@@ -43,8 +43,10 @@ COPY config.yaml /etc/weir/config.yaml
 # runAsNonRoot cannot verify the user and refuses to start the container.
 USER 65532:65532
 
-# 8080: server.listen (public). 9901: admin.listen (health, readiness, metrics, pprof, reload).
-EXPOSE 8080 9901
+# 8080: server.listen (public). 8443: server.tls.listen's default, when the config has server.tls
+# (mount the certificates as a directory too, so renewals are seen). 9901: admin.listen (health,
+# readiness, metrics, pprof, reload).
+EXPOSE 8080 8443 9901
 
 # No Docker HEALTHCHECK: distroless has no shell or curl to run one, and weir has no self-check command.
 # Use the orchestrator's HTTP probes on the admin listener instead: GET /healthz (liveness) and
