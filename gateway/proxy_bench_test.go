@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"strconv"
@@ -40,13 +41,30 @@ defaults:
 // newProxyRigWith is newProxyRig with the access log on (written to io.Discard) when accessLog is
 // set, and extra config (such as benchChain) appended.
 func newProxyRigWith(tb testing.TB, path string, accessLog bool, extra string) *proxyRig {
+	return newRig(tb, path, accessLog, extra, false)
+}
+
+// newHTTPSProxyRig is newProxyRigWith with the client on the HTTPS listener (keep-alive, so the
+// handshake happens once), HSTS on.
+func newHTTPSProxyRig(tb testing.TB, path string, accessLog bool, extra string) *proxyRig {
+	return newRig(tb, path, accessLog, extra, true)
+}
+
+func newRig(tb testing.TB, path string, accessLog bool, extra string, https bool) *proxyRig {
 	body := []byte("Hello, World!") // 13 bytes, the bench/ "small GET" size
 	backend := startBackend(tb, func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentType("text/plain")
 		ctx.SetBody(body)
 	})
 	// Metrics on, as weir runs: the hot path counts every request.
-	snap, err := CompileWith("bench.yaml", []byte(`log: {access: `+strconv.FormatBool(accessLog)+`}
+	var server string
+	var f *tlsFiles
+	if https {
+		f = newTLSFiles(tb)
+		cert, key := f.issue(tb, "gateway", "127.0.0.1")
+		server = tlsServerBlock("    hsts_max_age: 24h\n", [2]string{cert, key})
+	}
+	snap, err := CompileWith("bench.yaml", []byte(server+`log: {access: `+strconv.FormatBool(accessLog)+`}
 upstreams:
   backend:
     targets: [{url: "http://`+backend+`"}]
@@ -57,13 +75,16 @@ routes:
 	if err != nil {
 		tb.Fatal(err)
 	}
-	gw, _ := serveSnapshotLogged(tb, snap, io.Discard)
-	r := &proxyRig{
-		client: &fasthttp.HostClient{Addr: gw, NoDefaultUserAgentHeader: true},
-		req:    fasthttp.AcquireRequest(),
-		resp:   fasthttp.AcquireResponse(),
+	r := &proxyRig{req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse()}
+	if https {
+		_, gw, _ := serveBoth(tb, snap)
+		r.client = &fasthttp.HostClient{Addr: gw, NoDefaultUserAgentHeader: true, IsTLS: true, TLSConfig: &tls.Config{RootCAs: f.ca.Pool()}}
+		r.req.SetRequestURI("https://" + gw + path)
+	} else {
+		gw, _ := serveSnapshotLogged(tb, snap, io.Discard)
+		r.client = &fasthttp.HostClient{Addr: gw, NoDefaultUserAgentHeader: true}
+		r.req.SetRequestURI("http://" + gw + path)
 	}
-	r.req.SetRequestURI("http://" + gw + path)
 	r.req.Header.Set("X-Request-Id", "bench-request")
 	tb.Cleanup(func() {
 		fasthttp.ReleaseRequest(r.req)
@@ -86,9 +107,14 @@ func BenchmarkProxyGET(b *testing.B) {
 		{"static-route", "/static", ""},
 		{"param-route", "/users/42", ""},
 		{"static-route-default-chain", "/static", benchChain},
+		{"https-static-route", "/static", ""},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			r := newProxyRigWith(b, bc.path, false, bc.extra)
+			rig := newProxyRigWith
+			if strings.HasPrefix(bc.name, "https-") {
+				rig = newHTTPSProxyRig
+			}
+			r := rig(b, bc.path, false, bc.extra)
 			r.do(b)
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -34,12 +34,12 @@ type tlsFiles struct {
 	cert, key string // set by oneCertGateway
 }
 
-func newTLSFiles(t *testing.T) *tlsFiles {
+func newTLSFiles(t testing.TB) *tlsFiles {
 	return &tlsFiles{ca: certstest.NewCA(t, "weir test CA"), dir: t.TempDir()}
 }
 
 // issue writes a server certificate named name for names and returns its cert and key paths.
-func (f *tlsFiles) issue(t *testing.T, name string, names ...string) (string, string) {
+func (f *tlsFiles) issue(t testing.TB, name string, names ...string) (string, string) {
 	return f.ca.Issue(t, certstest.Options{CommonName: name, Names: names}).Write(t, f.dir, name)
 }
 
@@ -49,7 +49,7 @@ func (f *tlsFiles) clientConfig(sni string) *tls.Config {
 }
 
 // serveBoth serves snap on a plain and an HTTPS listener until the test ends.
-func serveBoth(t *testing.T, snap *Snapshot) (plain, secure string, srv *Server) {
+func serveBoth(t testing.TB, snap *Snapshot) (plain, secure string, srv *Server) {
 	t.Helper()
 	srv = NewServer(snap, zerolog.New(testLogWriter{t}), io.Discard)
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
