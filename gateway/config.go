@@ -81,6 +81,9 @@ type TLSConfig struct {
 	HSTSMaxAge time.Duration `yaml:"hsts_max_age" default:"0s"`
 	// HSTSIncludeSubdomains adds includeSubDomains to that header.
 	HSTSIncludeSubdomains bool `yaml:"hsts_include_subdomains" default:"false"`
+	// SessionTickets lets clients resume sessions (a shorter handshake without a certificate
+	// signature); false makes every new connection a full handshake, as nginx's ssl_session_tickets off.
+	SessionTickets bool `yaml:"session_tickets" default:"true"`
 }
 
 // CertificateConfig is one certificate chain (leaf first) and its private key, PEM files whose paths

@@ -90,7 +90,7 @@ func Run(ctx context.Context, rc RunConfig) error {
 		if err != nil {
 			return fmt.Errorf("the demo certificate: %w", err)
 		}
-		srv.fallbackTLS = &tlsListener{store: certs.NewStore([]*certs.Source{src}), min: tls.VersionTLS12}
+		srv.fallbackTLS = &tlsListener{store: certs.NewStore([]*certs.Source{src}), min: tls.VersionTLS12, tickets: true}
 		tlsListen = rc.FallbackTLSListen
 	}
 	if tlsListen != "" {

@@ -212,6 +212,14 @@ func TestTLS_OldVersionsRefusedALPNIsHTTP11AndSessionsResume(t *testing.T) {
 		}
 	}
 
+	noTickets := compileTLS(t, tlsServerBlock("    session_tickets: false\n", [2]string{cert, key})+oneRouteConfig("", b.Addr))
+	_, secureNoTickets, _ := serveBoth(t, noTickets)
+	for i := 0; i < 2; i++ {
+		if resp, _ := httpsGet(t, secureNoTickets, cfg, "api.example.com", "/x"); resp.TLS.DidResume {
+			t.Fatalf("session_tickets false: connection %d resumed", i+1)
+		}
+	}
+
 	tls13 := compileTLS(t, tlsServerBlock("    min_version: \"1.3\"\n", [2]string{cert, key})+oneRouteConfig("", b.Addr))
 	_, secure13, _ := serveBoth(t, tls13)
 	v12 := f.clientConfig("api.example.com")

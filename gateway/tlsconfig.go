@@ -30,6 +30,7 @@ type tlsListener struct {
 	auth     tls.ClientAuthType
 	min      uint16
 	hsts     []byte // the Strict-Transport-Security value; nil when off
+	tickets  bool   // session resumption by tickets
 
 	mu     sync.Mutex
 	cached atomic.Pointer[tlsGeneration]
@@ -63,8 +64,9 @@ func (l *tlsListener) config() *tls.Config {
 		NextProtos:     []string{"http/1.1"},
 		GetCertificate: l.store.GetCertificate,
 		ClientAuth:     l.auth,
-		// Session tickets stay on and are sealed with the listener's own keys (see Server.tlsRoot),
-		// so a ticket survives this config being replaced.
+		// Tickets are sealed with the listener's own keys (see newTLSRoot), so a ticket survives this
+		// config being replaced.
+		SessionTicketsDisabled: !l.tickets,
 	}
 	if l.clientCA != nil {
 		cfg.ClientCAs = l.clientCA.Current().Pool
@@ -162,7 +164,7 @@ func (c *compiler) tlsListener(s *Snapshot) {
 	if p := c.cfg.Server.RedirectHTTPSPort; p < 0 || p > 65535 {
 		c.problem("server.redirect_https_port", "must be a port (1-65535), or 0 for tls.listen's port")
 	}
-	l := &tlsListener{}
+	l := &tlsListener{tickets: tc.SessionTickets}
 	switch tc.MinVersion {
 	case "1.2":
 		l.min = tls.VersionTLS12
