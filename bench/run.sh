@@ -4,6 +4,8 @@
 #
 #   bench/run.sh                      # full run: ROUNDS=3, DURATION=5 (about 14 minutes)
 #   ROUNDS=1 DURATION=2 bench/run.sh  # smoke run
+#   TLS=1 bench/run.sh                # HTTPS: weir, nginx and HAProxy terminating TLS with one ECDSA
+#                                     # P-256 certificate; report in bench/results-tls.md
 #
 # Settings (environment): ROUNDS (3), DURATION of each measured wrk run in seconds (5), WARMUP wrk run
 # before each measured one in seconds (1), CONNS wrk connection counts ("64 256"), IDLE_CONNS idle
@@ -24,12 +26,23 @@
 # /proc/PID/clear_refs). Tables give the median and min–max over the rounds. For nginx the measured
 # process is the worker. The idle-connection test then restarts each proxy fresh and reports
 # (VmRSS with IDLE_CONNS idle connections - VmRSS before) / IDLE_CONNS.
+#
+# TLS=1 measures HTTPS instead: keep-alive GETs (the handshake amortized away: the cost of TLS records),
+# and a handshake scenario where every request says "Connection: close", so that each one pays a new
+# TCP connection and a full handshake. wrk resumes sessions when a server allows it, so the TLS configs
+# turn resumption off; the report checks with openssl s_client that none resumes. No idle-connection
+# test.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 BUILD=bench/.build
 LOGS=$BUILD/logs
-RESULTS=${RESULTS:-bench/results.md} # where the report goes
+TLS=${TLS:-0}
+if ((TLS)); then
+	RESULTS=${RESULTS:-bench/results-tls.md}
+else
+	RESULTS=${RESULTS:-bench/results.md} # where the report goes
+fi
 RUNS=$BUILD/runs.tsv
 IDLE=$BUILD/idle.tsv
 
@@ -38,6 +51,7 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-"64 256"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+((TLS)) && IDLE_CONNS=0
 
 PROXY_CORE=0
 LOAD_CORE=1
@@ -45,8 +59,16 @@ BACKEND_ADDR=127.0.0.1:18080
 
 # Proxies: name, listening port (fixed in bench/configs). floor is bench/floor, the smallest fasthttp
 # proxy: what any proxy on fasthttp's server and client costs on this machine, to calibrate weir by.
-read -r -a PROXIES <<<"${PROXIES:-weir weir+chain nginx HAProxy floor}"
-declare -A PORT=([weir]=18081 [weir+chain]=18082 [nginx]=18083 [HAProxy]=18084 [floor]=18085)
+SCHEME=http
+TLS_SUFFIX="" # of the proxies' config files
+if ((TLS)); then
+	SCHEME=https TLS_SUFFIX=-tls
+	read -r -a PROXIES <<<"${PROXIES:-weir nginx HAProxy}"
+	declare -A PORT=([weir]=18443 [nginx]=18453 [HAProxy]=18463)
+else
+	read -r -a PROXIES <<<"${PROXIES:-weir weir+chain nginx HAProxy floor}"
+	declare -A PORT=([weir]=18081 [weir+chain]=18082 [nginx]=18083 [HAProxy]=18084 [floor]=18085)
+fi
 ((${#PROXIES[@]} > 0)) || { echo "PROXIES names no proxy" >&2; exit 2; }
 declare -A listed=()
 for proxy in "${PROXIES[@]}"; do
@@ -56,12 +78,18 @@ for proxy in "${PROXIES[@]}"; do
 done
 ADMIN_PORTS=(18091 18092)
 
-# Scenarios: name|path|expected response body bytes|POST body bytes (empty for GET).
+# Scenarios: name|path|expected response body bytes|POST body bytes (empty for GET)|"close" for a new
+# connection per request.
 SCENARIOS=(
-	"GET 13 B|/13|13|"
-	"GET 1 KB JSON|/1k.json|1024|"
-	"GET 64 KiB|/64k|65536|"
-	"POST 4 KiB|/echo|4096|4096"
+	"GET 13 B|/13|13||"
+	"GET 1 KB JSON|/1k.json|1024||"
+	"GET 64 KiB|/64k|65536||"
+	"POST 4 KiB|/echo|4096|4096|"
+)
+((TLS)) && SCENARIOS=(
+	"HTTPS GET 13 B|/13|13||"
+	"HTTPS GET 64 KiB|/64k|65536||"
+	"HTTPS handshake + GET 13 B|/13|13||close"
 )
 SCENARIO_MATCH=${SCENARIO_MATCH:-}
 if [[ -n $SCENARIO_MATCH ]]; then
@@ -144,14 +172,14 @@ wait_port() {
 start_proxy() {
 	local name=$1 logfile="$LOGS/$1.log"
 	case $name in
-	weir) start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/weir" -config bench/configs/weir.yaml ;;
+	weir) start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/weir" -config "bench/configs/weir$TLS_SUFFIX.yaml" ;;
 	weir+chain) start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/weir" -config bench/configs/weir-chain.yaml ;;
 	nginx)
 		mkdir -p "$BUILD/nginx"
 		start "$name" "$PROXY_CORE" "$logfile" nginx -p "$BUILD/nginx" -e error.log \
-			-c "$PWD/bench/configs/nginx.conf" -g 'daemon off;'
+			-c "$PWD/bench/configs/nginx$TLS_SUFFIX.conf" -g 'daemon off;'
 		;;
-	HAProxy) start "$name" "$PROXY_CORE" "$logfile" haproxy -db -f bench/configs/haproxy.cfg ;;
+	HAProxy) start "$name" "$PROXY_CORE" "$logfile" haproxy -db -f "bench/configs/haproxy$TLS_SUFFIX.cfg" ;;
 	floor) start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/floor" -listen "127.0.0.1:${PORT[floor]}" \
 		-upstream "$BACKEND_ADDR" ;;
 	esac
@@ -188,13 +216,13 @@ wait_closed() {
 check_proxy() {
 	local name=$1 scenario sname path bytes post got
 	for scenario in "${SCENARIOS[@]}"; do
-		IFS='|' read -r sname path bytes post <<<"$scenario"
-		local url="http://127.0.0.1:${PORT[$name]}$path"
+		IFS='|' read -r sname path bytes post _ <<<"$scenario"
+		local url="$SCHEME://127.0.0.1:${PORT[$name]}$path"
 		if [[ -n $post ]]; then
-			got=$(head -c "$post" /dev/zero | curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' \
-				-H 'Content-Type: application/octet-stream' --data-binary @- "$url")
+			got=$(head -c "$post" /dev/zero | curl -sS --cacert "$BUILD/tls/cert.pem" --max-time 5 -o /dev/null \
+				-w '%{http_code} %{size_download}' -H 'Content-Type: application/octet-stream' --data-binary @- "$url")
 		else
-			got=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' "$url")
+			got=$(curl -sS --cacert "$BUILD/tls/cert.pem" --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' "$url")
 		fi
 		[[ $got == "200 $bytes" ]] || die "$name $sname ($url): got '$got', want '200 $bytes'"
 	done
@@ -213,10 +241,10 @@ status_kb() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 
 # run_wrk PROXY SCENARIO CONNS SECONDS OUTFILE
 run_wrk() {
-	local proxy=$1 scenario=$2 conns=$3 seconds=$4 out=$5 sname path bytes post
-	IFS='|' read -r sname path bytes post <<<"$scenario"
-	WRK_POST_BYTES=$post taskset -c "$LOAD_CORE" wrk -t1 -c"$conns" -d"${seconds}s" --latency \
-		-s bench/wrk.lua "http://127.0.0.1:${PORT[$proxy]}$path" >"$out" 2>&1 ||
+	local proxy=$1 scenario=$2 conns=$3 seconds=$4 out=$5 sname path bytes post close
+	IFS='|' read -r sname path bytes post close <<<"$scenario"
+	WRK_POST_BYTES=$post WRK_CLOSE=$close taskset -c "$LOAD_CORE" wrk -t1 -c"$conns" -d"${seconds}s" --latency \
+		-s bench/wrk.lua "$SCHEME://127.0.0.1:${PORT[$proxy]}$path" >"$out" 2>&1 ||
 		{ cat "$out" >&2; die "wrk failed against $proxy ($sname, $conns conns)"; }
 }
 
@@ -250,6 +278,18 @@ measure() {
 				(p1 - p0) * 1e6 / hz / n, (total > 0 ? 100 * busy / total : 0), hwm, errors + non2xx
 		}' >>"$RUNS"
 	log "round $round  $proxy  $sname  c=$conns: $(tail -1 "$RUNS" | cut -f5,8 | awk '{ printf "%.0f req/s, %.2f us/req on core 0", $1, $2 }')"
+}
+
+# tls_params PORT: the protocol and cipher a client (OpenSSL) negotiates with the proxy on PORT, and
+# whether a second connection offering the first one's session resumes it.
+tls_params() {
+	local sess="$BUILD/tls/session-$1" first second
+	# The pause lets TLS 1.3 session tickets, sent after the handshake, arrive before s_client quits.
+	first=$(sleep 0.3 | openssl s_client -connect "127.0.0.1:$1" -alpn http/1.1 -sess_out "$sess" 2>/dev/null |
+		awk '/^New, / { sub(/^New, /, ""); print }')
+	second=$(sleep 0.3 | openssl s_client -connect "127.0.0.1:$1" -alpn http/1.1 -sess_in "$sess" 2>/dev/null |
+		grep -c '^Reused' || true)
+	echo "$first; a second connection offering the first one's session resumes it: $( ((second > 0)) && echo yes || echo no)"
 }
 
 # idle_test PROXY: fresh proxy, IDLE_CONNS idle keep-alive connections, RSS delta per connection.
@@ -289,6 +329,11 @@ done
 
 rm -rf "$BUILD"
 mkdir -p "$LOGS"
+mkdir -p "$BUILD/tls"
+# One ECDSA P-256 certificate for every proxy; curl's checks trust it as its own CA.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+	-addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$BUILD/tls/key.pem" -out "$BUILD/tls/cert.pem" 2>/dev/null
+cat "$BUILD/tls/cert.pem" "$BUILD/tls/key.pem" >"$BUILD/tls/combined.pem" # HAProxy's crt form
 log "building weir, the backend, the idle-connection client and the floor proxy"
 go build -o "$BUILD/weir" ./cmd/weir
 go build -o "$BUILD/backend" ./bench/backend
@@ -297,9 +342,11 @@ go build -o "$BUILD/floor" ./bench/floor
 
 start backend "$LOAD_CORE" "$LOGS/backend.log" env GOMAXPROCS=1 "$BUILD/backend" -listen "$BACKEND_ADDR"
 wait_port backend "${BACKEND_ADDR##*:}" "$LOGS/backend.log"
+declare -A NEGOTIATED=()
 for proxy in "${PROXIES[@]}"; do
 	start_proxy "$proxy"
 	check_proxy "$proxy"
+	((TLS)) && NEGOTIATED[$proxy]=$(tls_params "${PORT[$proxy]}")
 done
 
 # ---- load rounds ----
@@ -336,7 +383,7 @@ log "measurements took $(($(date +%s) - started_at)) s"
 
 weir_version="$("$BUILD/weir" version) at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 {
-	echo "# weir load benchmark"
+	if ((TLS)); then echo "# weir TLS benchmark"; else echo "# weir load benchmark"; fi
 	echo
 	echo "Generated by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): ROUNDS=$ROUNDS, DURATION=${DURATION}s (after a ${WARMUP}s warmup), connections $CONNS, IDLE_CONNS=$IDLE_CONNS."
 	echo
@@ -351,6 +398,7 @@ weir_version="$("$BUILD/weir" version) at $(git rev-parse --short HEAD 2>/dev/nu
 	echo "| nginx | $(nginx -v 2>&1 | sed 's/^nginx version: //') |"
 	echo "| HAProxy | $(haproxy -v | head -1 | awk '{ print $3 }') |"
 	echo "| wrk | $(wrk -v 2>&1 | head -1 | awk '{ print $2 }') |"
+	echo "| OpenSSL (wrk, nginx, HAProxy) | $(openssl version | awk '{ print $2 }') |"
 	echo "| Go | $(go version | awk '{ print $3 }') |"
 	echo
 	echo "## Method"
@@ -368,6 +416,19 @@ weir_version="$("$BUILD/weir" version) at $(git rev-parse --short HEAD 2>/dev/nu
 	echo "cross-check that excludes anything else on core 0. **core-0 busy** near 100 % means the proxy was the"
 	echo "bottleneck; below that, core 1 (wrk and the backend) limited req/s. **Peak RSS** is VmHWM, reset"
 	echo "before each run. **errors** counts socket errors and non-2xx answers over all rounds."
+	if ((TLS)); then
+		echo
+		echo "HTTPS: every proxy terminates TLS with the same self-signed ECDSA P-256 certificate (bench/.build/tls)"
+		echo "and proxies plain HTTP to the backend. In the handshake scenario each request carries"
+		echo "\`Connection: close\`: wrk opens a new TCP connection and does a full handshake for every request, so"
+		echo "CPU/req there is CPU per handshake and req/s is handshakes per second on one core. Session resumption"
+		echo "is off in every proxy's config: wrk resumes sessions when allowed (seen in nginx's \$ssl_session_reused),"
+		echo "which would make that scenario measure resumptions."
+		echo
+		for proxy in "${PROXIES[@]}"; do
+			echo "- $proxy: ${NEGOTIATED[$proxy]}"
+		done
+	fi
 	echo
 	awk -F'\t' -f - "$RUNS" <<'AWK'
 # Sorts v[1..n] numerically in place (insertion sort: n is the number of rounds).
