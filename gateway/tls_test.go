@@ -818,7 +818,10 @@ func TestTLS_UpstreamCABundleAndClientCertificateRotate(t *testing.T) {
 	writeRenamed(t, clientCert, renewed.CertPEM)
 	// Pooled connections keep the certificate they were made with (idle_conn_timeout is short here);
 	// new ones present the renewed one.
-	waitForLong(t, "the renewed client certificate on a new connection", func() bool { return body() == "hello weir-2" })
+	waitForLong(t, "the renewed client certificate on a new connection", func() bool {
+		time.Sleep(50 * time.Millisecond) // idle long enough for the pooled connection to be closed
+		return body() == "hello weir-2"
+	})
 }
 
 func TestTLS_FallbackCertificateServesHTTPSWhenTheConfigHasNone(t *testing.T) {
