@@ -188,14 +188,15 @@ func (r *Reloader) reload(trigger string, settle time.Duration, quiet bool) Atte
 		r.status.Hash, r.status.LoadedAt, r.status.Routes, r.status.RestartRequired = hash, a.At, len(next.Routes), restart
 		r.statusMu.Unlock()
 	}
-	r.statusMu.Lock()
-	r.status.LastAttempt = &a
-	r.statusMu.Unlock()
 	if m := r.opts.Metrics; m != nil {
 		m.reloads.WithLabelValues(a.Result).Inc()
 		// A rejected compile resolved series too; after an applied one, the old config's remain.
 		m.prune(r.srv.Snapshot())
 	}
+	// Published last, so whoever sees the attempt in GET /config also sees its metrics settled.
+	r.statusMu.Lock()
+	r.status.LastAttempt = &a
+	r.statusMu.Unlock()
 	return a
 }
 
