@@ -33,9 +33,6 @@ func NewStore(sources []*Source) *Store {
 	return s
 }
 
-// Sources are the store's pairs, in order.
-func (s *Store) Sources() []*Source { return s.sources }
-
 var errNoCertificates = errors.New("no certificate configured")
 
 // GetCertificate is tls.Config.GetCertificate. A source that changed since the last handshake has its
