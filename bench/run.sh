@@ -30,8 +30,8 @@
 # TLS=1 measures HTTPS instead: keep-alive GETs (the handshake amortized away: the cost of TLS records),
 # and a handshake scenario where every request says "Connection: close", so that each one pays a new
 # TCP connection and a full handshake. wrk resumes sessions when a server allows it, so the TLS configs
-# turn resumption off; the report checks with openssl s_client that none resumes. No idle-connection
-# test.
+# turn resumption off; the report checks with openssl s_client that none resumes. The idle test's
+# connections speak TLS too. ROUNDS=0 runs the idle test alone.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,7 +51,6 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-"64 256"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-((TLS)) && IDLE_CONNS=0
 
 PROXY_CORE=0
 LOAD_CORE=1
@@ -61,8 +60,9 @@ BACKEND_ADDR=127.0.0.1:18080
 # proxy: what any proxy on fasthttp's server and client costs on this machine, to calibrate weir by.
 SCHEME=http
 TLS_SUFFIX="" # of the proxies' config files
+IDLE_FLAGS=""
 if ((TLS)); then
-	SCHEME=https TLS_SUFFIX=-tls
+	SCHEME=https TLS_SUFFIX=-tls IDLE_FLAGS=-tls
 	read -r -a PROXIES <<<"${PROXIES:-weir nginx HAProxy}"
 	declare -A PORT=([weir]=18443 [nginx]=18453 [HAProxy]=18463)
 else
@@ -297,7 +297,7 @@ idle_test() {
 	local proxy=$1 line
 	start_proxy "$proxy"
 	line=$(taskset -c "$LOAD_CORE" "$BUILD/idleconns" -addr "127.0.0.1:${PORT[$proxy]}" \
-		-pid "${MEASURE[$proxy]}" -n "$IDLE_CONNS" -path /13 -body-bytes 13) ||
+		-pid "${MEASURE[$proxy]}" -n "$IDLE_CONNS" -path /13 -body-bytes 13 $IDLE_FLAGS) ||
 		die "idle-connection test failed against $proxy"
 	log "idle $proxy: $line"
 	printf '%s\t%s\n' "$proxy" "$line" >>"$IDLE"

@@ -6,12 +6,15 @@
 //
 //	conns=N rss_before_kb=A rss_after_kb=B bytes_per_conn=C alive_after=M
 //
-// Usage: idleconns -addr 127.0.0.1:18081 -pid PID [-n 10000] [-path /13] [-body-bytes 13]
+// Usage: idleconns -addr 127.0.0.1:18081 -pid PID [-n 10000] [-path /13] [-body-bytes 13] [-tls]
+//
+// With -tls every connection does a TLS handshake first (the proxy's certificate is not verified).
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,12 +35,20 @@ func main() {
 	bodyBytes := flag.Int64("body-bytes", 13, "expected response body size")
 	parallel := flag.Int("parallel", 64, "connections being opened at once")
 	settle := flag.Duration("settle", 2*time.Second, "idle time before the second RSS reading")
+	useTLS := flag.Bool("tls", false, "speak TLS to the proxy")
 	flag.Parse()
 	if *addr == "" || *pid == 0 {
 		fmt.Fprintln(os.Stderr, "idleconns: -addr and -pid are required")
 		os.Exit(2)
 	}
-	if err := run(*addr, *pid, *n, *path, *bodyBytes, *parallel, *settle); err != nil {
+	dial := func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }
+	if *useTLS {
+		dial = func(addr string) (net.Conn, error) {
+			d := &net.Dialer{Timeout: 5 * time.Second}
+			return tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		}
+	}
+	if err := run(dial, *addr, *pid, *n, *path, *bodyBytes, *parallel, *settle); err != nil {
 		fmt.Fprintln(os.Stderr, "idleconns:", err)
 		os.Exit(1)
 	}
@@ -49,7 +60,7 @@ type conn struct {
 	r *bufio.Reader
 }
 
-func run(addr string, pid, n int, path string, bodyBytes int64, parallel int, settle time.Duration) error {
+func run(dial func(string) (net.Conn, error), addr string, pid, n int, path string, bodyBytes int64, parallel int, settle time.Duration) error {
 	req := []byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n")
 	before, err := vmRSSKiB(pid)
 	if err != nil {
@@ -65,7 +76,7 @@ func run(addr string, pid, n int, path string, bodyBytes int64, parallel int, se
 		}
 	}()
 	if err := forAll(n, parallel, func(i int) error {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := dial(addr)
 		if err != nil {
 			return err
 		}
