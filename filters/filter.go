@@ -3,10 +3,12 @@
 package filters
 
 import (
+	"io"
 	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/valyala/bytebufferpool"
 	"github.com/valyala/fasthttp"
 )
 
@@ -70,6 +72,15 @@ type Exchange struct {
 	// malformed). A 503 because weir's own connection limit to it was reached is not its failure.
 	Failed bool
 
+	// WebSocket means the client asked to upgrade to a WebSocket (Connection: Upgrade, Upgrade:
+	// websocket on a GET); filters run on the handshake like on any request.
+	WebSocket bool
+	// Tunnel holds the upstream connection after a 101, until the gateway relays it (or closes it,
+	// if a step rejected the exchange after all).
+	Tunnel io.Closer
+	// Body holds a request body the gateway read whole; it goes back to its pool with the exchange.
+	Body *bytebufferpool.ByteBuffer
+
 	ipBuf   [64]byte
 	idBuf   [128]byte
 	hostBuf [128]byte
@@ -105,6 +116,9 @@ func AcquireExchange(ctx *fasthttp.RequestCtx) *Exchange {
 
 // ReleaseExchange returns x to the pool; x must not be used afterwards.
 func ReleaseExchange(x *Exchange) {
+	if x.Body != nil {
+		bytebufferpool.Put(x.Body)
+	}
 	*x = Exchange{}
 	exchanges.Put(x)
 }

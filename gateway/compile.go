@@ -285,6 +285,9 @@ func (c *compiler) server(s *Snapshot) {
 	if sc.MaxBodyBytes <= 0 {
 		c.problem("server.max_body_bytes", "must be more than 0 bytes")
 	}
+	if sc.BufferRequests < 0 || sc.BufferRequests > 64<<20 {
+		c.problem("server.buffer_requests", "must be between 0 (stream every body) and 64MiB, got %d bytes", sc.BufferRequests)
+	}
 	for i, p := range sc.TrustedProxies {
 		prefix, err := parsePrefix(p)
 		if err != nil {
@@ -321,13 +324,14 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 	}
 	before := len(c.sink.list)
 	st := upstream.Settings{
-		Name:             name,
-		ConnectTimeout:   uc.ConnectTimeout,
-		Timeout:          uc.Timeout,
-		MaxConns:         uc.MaxConnsPerTarget,
-		ConnWaitTimeout:  uc.ConnWaitTimeout,
-		IdleConnTimeout:  uc.IdleConnTimeout,
-		MaxResponseBytes: int(uc.MaxResponseBytes),
+		Name:            name,
+		ConnectTimeout:  uc.ConnectTimeout,
+		Timeout:         uc.Timeout,
+		MaxConns:        uc.MaxConnsPerTarget,
+		ConnWaitTimeout: uc.ConnWaitTimeout,
+		IdleConnTimeout: uc.IdleConnTimeout,
+		Streaming: upstream.Streaming{BufferBytes: int(uc.BufferResponses), MaxBytes: int(uc.MaxResponseBytes),
+			Idle: uc.StreamIdleTimeout},
 
 		MaxResponseHeaderBytes: int(uc.MaxResponseHeaderBytes),
 		Log:                    c.opts.Log,
@@ -390,9 +394,13 @@ func (c *compiler) pool(name string, uc *UpstreamConfig) *upstream.Pool {
 	if uc.MaxConnsPerTarget < 1 {
 		c.problem(path+".max_conns_per_target", "must be 1 or more, got %d", uc.MaxConnsPerTarget)
 	}
-	if uc.MaxResponseBytes <= 0 {
-		c.problem(path+".max_response_bytes", "must be more than 0 bytes")
+	if uc.MaxResponseBytes < 0 {
+		c.problem(path+".max_response_bytes", "must be 0 (no cap) or more")
 	}
+	if uc.BufferResponses < 0 || uc.BufferResponses > 64<<20 {
+		c.problem(path+".buffer_responses", "must be between 0 (stream every body) and 64MiB, got %d bytes", uc.BufferResponses)
+	}
+	c.positive(path+".stream_idle_timeout", uc.StreamIdleTimeout)
 	if uc.MaxResponseHeaderBytes < 1024 {
 		c.problem(path+".max_response_header_bytes", "must be at least 1KiB to hold a status line and headers, got %d bytes", uc.MaxResponseHeaderBytes)
 	}
@@ -416,7 +424,10 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	default:
 		names[rc.Name] = len(names)
 	}
-	r := &Route{Name: rc.Name, Match: rc.Match}
+	r := &Route{Name: rc.Name, Match: rc.Match, webSocket: rc.WebSocket.Enabled, wsIdle: rc.WebSocket.IdleTimeout}
+	if rc.WebSocket.Enabled {
+		c.positive(path+".websocket.idle_timeout", rc.WebSocket.IdleTimeout)
+	}
 	if rc.Upstream == "" {
 		c.problem(path+".upstream", "every route needs an upstream")
 	} else if _, ok := c.cfg.Upstreams[rc.Upstream]; !ok {
@@ -458,7 +469,7 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	if !okDefaults || !okOwn {
 		return
 	}
-	r.handler = filters.Chain(append(defaults, own...), upstreamStep{pool: r.Pool, log: c.opts.Log})
+	r.handler = filters.Chain(append(defaults, own...), upstreamStep{pool: r.Pool, log: c.opts.Log, route: r, server: &s.Server})
 	for _, h := range hosts {
 		t := s.table(h)
 		if err := t.add(rc.Match.Path, methods, r.record); err != nil {

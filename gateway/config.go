@@ -37,9 +37,13 @@ type ServerConfig struct {
 	// RedirectHTTPSPort is the port written in those redirects; 0 means tls.listen's port (omitted when
 	// it is 443). Set it when clients reach the TLS listener through another port (a load balancer's 443).
 	RedirectHTTPSPort int `yaml:"redirect_https_port" default:"0"`
-	// ReadTimeout bounds reading one whole request, body included, so slow clients are cut off.
+	// ReadTimeout bounds reading one request's head and a buffered body, so slow clients are cut off.
+	// A streamed upload (past buffer_requests) gets it for each read instead: a client sending nothing
+	// for this long is cut, one sending steadily may take as long as it needs.
 	ReadTimeout time.Duration `yaml:"read_timeout" default:"10s"`
-	// WriteTimeout bounds writing one response once the upstream has answered.
+	// WriteTimeout bounds writing one buffered response once the upstream has answered. A streamed
+	// response (an event stream, a large download) gets it for each write instead: a client that takes
+	// nothing for this long is cut, one that keeps reading may stream for hours.
 	WriteTimeout time.Duration `yaml:"write_timeout" default:"30s"`
 	// IdleTimeout is how long a client keep-alive connection may wait for its next request.
 	IdleTimeout time.Duration `yaml:"idle_timeout" default:"90s"`
@@ -53,6 +57,10 @@ type ServerConfig struct {
 	WriteBufferBytes Size `yaml:"write_buffer_bytes" default:"8KiB"`
 	// MaxBodyBytes caps a request body; more gets 413.
 	MaxBodyBytes Size `yaml:"max_body_bytes" default:"4MiB"`
+	// BufferRequests: a request body up to this is read whole before it is forwarded (and may then
+	// be retried); a larger one is streamed to the upstream as it arrives, so max_body_bytes may be
+	// GiBs without using GiBs of memory, but it cannot be retried once its first bytes left.
+	BufferRequests Size `yaml:"buffer_requests" default:"1MiB"`
 	// ShutdownTimeout is how long in-flight requests may run after SIGTERM before the process exits.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" default:"15s"`
 	// ReduceMemoryUsage releases a keep-alive connection's read and write buffers while it is idle,
@@ -157,8 +165,17 @@ type UpstreamConfig struct {
 	// IdleConnTimeout closes pooled connections idle this long. Keep it below the targets' own keep-alive
 	// timeout (Node.js: 5s, nginx: 75s, Go: 90s) so weir never writes to a connection being closed.
 	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout" default:"4s"`
-	// MaxResponseBytes caps a buffered response body; a larger one gets 502.
-	MaxResponseBytes Size `yaml:"max_response_bytes" default:"64MiB"`
+	// BufferResponses: a response body with a Content-Length up to this, or a chunked one that ends
+	// within it, is read whole before it goes back through the route's filters (json needs it) and
+	// leaves with an exact Content-Length. Larger bodies, and every event stream, are relayed as they
+	// arrive. 0 streams every body.
+	BufferResponses Size `yaml:"buffer_responses" default:"1MiB"`
+	// StreamIdleTimeout cuts a streamed response (or upload) that moves no byte for this long. The
+	// attempt timeout above bounds only the wait for the response head.
+	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout" default:"5m"`
+	// MaxResponseBytes caps any response body: a larger Content-Length gets 502, a streamed body
+	// passing it is cut. 0: no cap.
+	MaxResponseBytes Size `yaml:"max_response_bytes" default:"0"`
 	// MaxResponseHeaderBytes caps the response status line plus headers; a larger head gets 502.
 	// Each open connection to a target holds a read buffer of this size.
 	MaxResponseHeaderBytes Size `yaml:"max_response_header_bytes" default:"16KiB"`
@@ -233,6 +250,19 @@ type RouteConfig struct {
 	Match    MatchConfig  `yaml:"match"`
 	Upstream string       `yaml:"upstream"`
 	Filters  []FilterSpec `yaml:"filters"`
+	// WebSocket says whether the route relays WebSocket upgrades.
+	WebSocket WebSocketConfig `yaml:"websocket"`
+}
+
+// WebSocketConfig is a route's WebSocket relaying. A request with Connection: Upgrade and
+// Upgrade: websocket runs the route's filters, then goes to a target with both kept; a 101 joins the
+// two connections until either side closes.
+type WebSocketConfig struct {
+	// Enabled: false forwards an upgrade request as a plain one, its Upgrade stripped like any other
+	// protocol's (h2c and the like always are).
+	Enabled bool `yaml:"enabled" default:"true"`
+	// IdleTimeout closes a tunnel through which no byte passed either way for this long.
+	IdleTimeout time.Duration `yaml:"idle_timeout" default:"1h"`
 }
 
 // MatchConfig says which requests a route takes.

@@ -308,11 +308,12 @@ func TestCompile_ServerAndLogProblems(t *testing.T) {
   max_header_bytes: 100
   max_body_bytes: 0
   write_buffer_bytes: 512
+  buffer_requests: 100MiB
 upstreams:
   api:
     targets:
       - url: http://127.0.0.1:9001
-    max_response_bytes: 0
+    buffer_responses: 128MiB
 routes:
   - name: r
     match:
@@ -323,7 +324,8 @@ routes:
 				`test.yaml:2: server.max_header_bytes: must be at least 1KiB to hold a request line and headers, got 100 bytes`,
 				`test.yaml:3: server.max_body_bytes: must be more than 0 bytes`,
 				`test.yaml:4: server.write_buffer_bytes: must be between 1KiB and 1MiB, got 512 bytes`,
-				`test.yaml:9: upstreams.api.max_response_bytes: must be more than 0 bytes`,
+				`test.yaml:5: server.buffer_requests: must be between 0 (stream every body) and 64MiB, got 104857600 bytes`,
+				`test.yaml:10: upstreams.api.buffer_responses: must be between 0 (stream every body) and 64MiB, got 134217728 bytes`,
 			},
 		},
 		{
@@ -1257,7 +1259,8 @@ func TestDecode_UpstreamDefaultsAndOverrides(t *testing.T) {
 	want := map[string]UpstreamConfig{
 		"plain": {Balancer: "round_robin", ConnectTimeout: time.Second, Timeout: 15 * time.Second,
 			MaxConnsPerTarget: 512, ConnWaitTimeout: 100 * time.Millisecond, IdleConnTimeout: 4 * time.Second,
-			MaxResponseBytes: 64 << 20, Targets: []TargetConfig{{URL: "http://127.0.0.1:9001", Weight: 1}}},
+			BufferResponses: 1 << 20, StreamIdleTimeout: 5 * time.Minute, MaxResponseBytes: 0,
+			Targets: []TargetConfig{{URL: "http://127.0.0.1:9001", Weight: 1}}},
 		"tuned": {Balancer: "hash", HashKey: "path", ConnectTimeout: 2 * time.Second, Timeout: time.Minute,
 			MaxConnsPerTarget: 8, ConnWaitTimeout: 0, IdleConnTimeout: 30 * time.Second,
 			MaxResponseBytes: 1 << 30, Targets: []TargetConfig{{URL: "http://127.0.0.1:9001", Weight: 7}}},
@@ -1271,7 +1274,8 @@ func TestDecode_UpstreamDefaultsAndOverrides(t *testing.T) {
 		if got.Balancer != w.Balancer || got.HashKey != w.HashKey || got.ConnectTimeout != w.ConnectTimeout ||
 			got.Timeout != w.Timeout || got.MaxConnsPerTarget != w.MaxConnsPerTarget ||
 			got.ConnWaitTimeout != w.ConnWaitTimeout || got.IdleConnTimeout != w.IdleConnTimeout ||
-			got.MaxResponseBytes != w.MaxResponseBytes || len(got.Targets) != 1 || got.Targets[0] != w.Targets[0] {
+			got.MaxResponseBytes != w.MaxResponseBytes ||
+			name == "plain" && (got.BufferResponses != w.BufferResponses || got.StreamIdleTimeout != w.StreamIdleTimeout) || len(got.Targets) != 1 || got.Targets[0] != w.Targets[0] {
 			t.Errorf("upstream %s = %+v, want %+v", name, *got, w)
 		}
 	}

@@ -39,12 +39,16 @@ type Metrics struct {
 	upstreamAttempts *prometheus.CounterVec // upstream, target
 	upstreamErrors   *prometheus.CounterVec // upstream, target, kind
 	upstreamRetries  *prometheus.CounterVec // upstream
+	upstreamStreams  *prometheus.CounterVec // upstream, result
 	ejections        *prometheus.CounterVec // upstream, target
 
 	rateLimited        *prometheus.CounterVec // route
 	breakerTransitions *prometheus.CounterVec // route, to
 
 	tlsHandshakeFailures *prometheus.CounterVec // reason
+
+	tunnelsOpen *prometheus.GaugeVec   // route
+	tunnelBytes *prometheus.CounterVec // route, direction
 
 	reloads    *prometheus.CounterVec // result
 	lastReload prometheus.Gauge
@@ -77,6 +81,11 @@ func NewMetrics() *Metrics {
 	m.upstreamAttempts = counter("weir_upstream_attempts_total", "Attempts sent to upstream targets.", "upstream", "target")
 	m.upstreamErrors = counter("weir_upstream_errors_total", "Failed upstream attempts, by kind: connect, timeout, status (5xx), other.", "upstream", "target", "kind")
 	m.upstreamRetries = counter("weir_upstream_retries_total", "Retried upstream attempts.", "upstream")
+	m.upstreamStreams = counter("weir_upstream_streamed_responses_total", "Response bodies relayed as they arrived rather than buffered, by how they ended: complete, client_gone, upstream_failed, idle_timeout, too_large, abandoned (a retry or a filter answered instead).", "upstream", "result")
+	m.tunnelsOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_websocket_tunnels_open",
+		Help: "WebSocket tunnels open, by the route that upgraded them."}, []string{"route"})
+	m.reg.MustRegister(m.tunnelsOpen)
+	m.tunnelBytes = counter("weir_websocket_bytes_total", "Bytes relayed through WebSocket tunnels, by route and direction: to_upstream, to_client.", "route", "direction")
 	m.ejections = counter("weir_upstream_ejections_total", "Targets taken out of rotation by passive health.", "upstream", "target")
 	m.rateLimited = counter("weir_rate_limit_rejections_total", "Requests refused by a rate_limit filter.", "route")
 	m.breakerTransitions = counter("weir_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", "route", "to")
@@ -161,6 +170,8 @@ func (m *Metrics) prune(active *Snapshot) {
 		m.duration.DeletePartialMatch(labels)
 		m.rateLimited.DeletePartialMatch(labels)
 		m.breakerTransitions.DeletePartialMatch(labels)
+		m.tunnelsOpen.DeletePartialMatch(labels)
+		m.tunnelBytes.DeletePartialMatch(labels)
 	}
 	for pool, targets := range m.pools {
 		p, ok := active.pools[pool]
@@ -177,6 +188,7 @@ func (m *Metrics) prune(active *Snapshot) {
 		if !ok {
 			delete(m.pools, pool)
 			m.upstreamRetries.DeleteLabelValues(pool)
+			m.upstreamStreams.DeletePartialMatch(prometheus.Labels{"upstream": pool})
 		}
 	}
 }
@@ -214,8 +226,17 @@ func methodClass(m []byte) int {
 
 // poolCounters resolves an upstream's counters.
 func (m *Metrics) poolCounters(pool string) *upstream.PoolCounters {
+	m.mu.Lock()
+	if m.pools[pool] == nil {
+		m.pools[pool] = map[string]bool{}
+	}
+	m.mu.Unlock()
+	streams := func(result string) upstream.Counter { return m.upstreamStreams.WithLabelValues(pool, result) }
 	return &upstream.PoolCounters{
 		Retries: m.upstreamRetries.WithLabelValues(pool),
+		Streams: &upstream.StreamCounters{Complete: streams("complete"), ClientGone: streams("client_gone"),
+			UpstreamFailed: streams("upstream_failed"), IdleTimeout: streams("idle_timeout"), TooLarge: streams("too_large"),
+			Abandoned: streams("abandoned")},
 		Target: func(addr string) upstream.TargetCounters {
 			m.mu.Lock()
 			if m.pools[pool] == nil {
@@ -233,6 +254,18 @@ func (m *Metrics) poolCounters(pool string) *upstream.PoolCounters {
 			}
 		},
 	}
+}
+
+// tunnelCounters resolves a route's WebSocket gauges and byte counters. A tunnel holds them from its
+// upgrade to its end, so a reload that removes the route does not bring the series back.
+func (m *Metrics) tunnelCounters(route string) tunnelCounters {
+	return tunnelCounters{open: m.tunnelsOpen.WithLabelValues(route),
+		toUpstream: m.tunnelBytes.WithLabelValues(route, "to_upstream"), toClient: m.tunnelBytes.WithLabelValues(route, "to_client")}
+}
+
+type tunnelCounters struct {
+	open                 prometheus.Gauge
+	toUpstream, toClient prometheus.Counter
 }
 
 // filterCounters resolves a route's filter counters.

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/upstream"
 )
 
 // Server is the public listener: one fasthttp handler for every request, serving from the current
@@ -31,6 +32,7 @@ type Server struct {
 	tlsRoot *tls.Config // the HTTPS listener's; see newTLSRoot
 	// fallbackTLS serves HTTPS when the config has no server.tls (weir demo's self-signed certificate).
 	fallbackTLS *tlsListener
+	tunnels     tunnels
 }
 
 // NewServer prepares a server for snap. Events are written to log, access lines to accessOut.
@@ -51,6 +53,10 @@ func NewServer(snap *Snapshot, log zerolog.Logger, accessOut io.Writer) *Server 
 		ReadBufferSize:     int(sc.MaxHeaderBytes),
 		WriteBufferSize:    int(sc.WriteBufferBytes),
 		MaxRequestBodySize: int(sc.MaxBodyBytes),
+		// Bodies reach the handler as streams (fasthttp has read at most 8 KiB of them), and the
+		// gateway decides: buffer or relay (requestBody). fasthttp does not enforce
+		// MaxRequestBodySize on a streamed body; handle does.
+		StreamRequestBody: true,
 		// Relay multipart bodies byte for byte; parsing them would make fasthttp rebuild them (parts
 		// reordered, part headers lost) and reject malformed ones the upstream may accept.
 		DisablePreParseMultipartForm: true,
@@ -83,6 +89,15 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 // connections. It returns ctx's error if requests were still running when ctx ended.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.fast.ShutdownWithContext(ctx)
+	// WebSocket tunnels left fasthttp's tracking when they were hijacked: they get what is left of
+	// the grace period to end by themselves.
+	for s.tunnels.count() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s.tunnels.closeAll()
 	s.current.Load().Close()
 	return err
 }
@@ -94,6 +109,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	requestID(ctx, x)
 	status, reason := checkRequest(ctx)
+	if status == 0 && ctx.Request.Header.ContentLength() > int(snap.Server.MaxBodyBytes) {
+		status, reason = fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	}
+	x.WebSocket = isWebSocketUpgrade(&ctx.Request.Header)
 	// Before the status check: the access log wants the client address of rejected requests too.
 	snap.forwardHeaders(ctx, x)
 	recordTarget(ctx, x)
@@ -143,15 +162,29 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		setOnly(&ctx.Response.Header, headerHSTS, t.hsts)
 	}
 	status := ctx.Response.StatusCode()
+	route := snap.routeByName[x.Route]
+	if tun, ok := x.Tunnel.(*upstream.Tunnel); ok {
+		if x.Status != 0 || route == nil {
+			tun.Close() // a step answered instead of the upstream's 101
+		} else {
+			s.startTunnel(ctx, tun, route, snap)
+		}
+	}
+	if st, ok := ctx.Response.BodyStream().(*upstream.Stream); ok && x.Status == 0 {
+		// The body is yet to be relayed: the request is counted and logged when it ends.
+		s.deferToStreamEnd(ctx, x, st, snap, route, start, status, method)
+		filters.ReleaseExchange(x)
+		return
+	}
 	elapsed := time.Since(start)
 	if m := snap.metrics; m != nil {
 		rm := m.unrouted
-		if r := snap.routeByName[x.Route]; r != nil && x.Route != "" {
-			rm = r.metrics
+		if route != nil && x.Route != "" {
+			rm = route.metrics
 		}
 		rm.observe(method, status, elapsed.Seconds())
 	}
-	if !snap.Log.Access || status < 400 && snap.Log.AccessSample > 1 && s.sampled.Add(1)%uint64(snap.Log.AccessSample) != 0 {
+	if !s.accessLogged(snap, status) {
 		filters.ReleaseExchange(x)
 		return
 	}
@@ -170,6 +203,61 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		Int64("upstream_us", x.UpstreamTime.Microseconds()).
 		Msg("")
 	filters.ReleaseExchange(x)
+}
+
+// accessLogged reports whether a request with this status gets an access line (log.access and
+// log.access_sample).
+func (s *Server) accessLogged(snap *Snapshot, status int) bool {
+	return snap.Log.Access && (status >= 400 || snap.Log.AccessSample <= 1 || s.sampled.Add(1)%uint64(snap.Log.AccessSample) == 0)
+}
+
+// deferToStreamEnd counts and logs a streamed response when its body ends: its duration is the
+// stream's, its bytes what was relayed, and result how it ended. It also makes server.write_timeout
+// bound each write of the stream rather than the whole of it.
+func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange, st *upstream.Stream, snap *Snapshot,
+	route *Route, start time.Time, status int, method []byte) {
+	var rm *routeMetrics
+	if m := snap.metrics; m != nil {
+		rm = m.unrouted
+		if route != nil {
+			rm = route.metrics
+		}
+	}
+	logged := s.accessLogged(snap, status)
+	// The exchange is released before the body is relayed: what the line needs is copied.
+	rec := streamRecord{requestID: string(x.RequestID), clientIP: string(x.ClientIP), method: string(method),
+		host: string(x.Host), path: string(x.Path), route: x.Route, target: x.Target, attempts: x.Attempts,
+		upstreamUS: x.UpstreamTime.Microseconds()}
+	st.WatchClient(ctx.Conn(), snap.Server.WriteTimeout, func(n int, result string) {
+		elapsed := time.Since(start)
+		if rm != nil {
+			rm.observe([]byte(rec.method), status, elapsed.Seconds())
+		}
+		if !logged {
+			return
+		}
+		s.access.Log().
+			Str("request_id", rec.requestID).
+			Str("client_ip", rec.clientIP).
+			Str("method", rec.method).
+			Str("host", rec.host).
+			Str("path", rec.path).
+			Int("status", status).
+			Int("bytes", n).
+			Int64("duration_us", elapsed.Microseconds()).
+			Str("route", rec.route).
+			Str("upstream", rec.target).
+			Int("attempts", rec.attempts).
+			Int64("upstream_us", rec.upstreamUS).
+			Str("stream", result).
+			Msg("")
+	})
+}
+
+type streamRecord struct {
+	requestID, clientIP, method, host, path, route, target string
+	attempts                                               int
+	upstreamUS                                             int64
 }
 
 // handleParseError answers requests fasthttp could not read. It maps the size limits to their proper
@@ -227,6 +315,10 @@ type fasthttpLogger struct{ log zerolog.Logger }
 func (l fasthttpLogger) Printf(format string, args ...any) {
 	for _, a := range args {
 		if _, ok := a.(handshakeError); ok {
+			return
+		}
+		// A streamed body the upstream broke: weir logged it already, with the request's context.
+		if err, ok := a.(error); ok && upstream.IsStreamCut(err) {
 			return
 		}
 	}

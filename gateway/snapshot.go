@@ -57,6 +57,9 @@ type Route struct {
 	// handler runs the route's filters around the upstream call.
 	handler filters.Handler
 	metrics *routeMetrics // nil when not counted
+	// webSocket: upgrade requests keep their Upgrade and may become tunnels idle for up to wsIdle.
+	webSocket bool
+	wsIdle    time.Duration
 }
 
 type matchedRouteKey struct{}
@@ -67,18 +70,48 @@ func (r *Route) record(ctx *fasthttp.RequestCtx) { ctx.SetUserValue(matchedRoute
 
 // upstreamStep ends every route's chain: it picks a target and forwards to it.
 type upstreamStep struct {
-	pool *upstream.Pool
-	log  zerolog.Logger
+	pool   *upstream.Pool
+	log    zerolog.Logger
+	route  *Route
+	server *ServerConfig
 }
 
 func (u upstreamStep) Serve(x *filters.Exchange) {
-	out, err := u.pool.Do(&x.Ctx.Request, &x.Ctx.Response, x.ClientIP)
+	req := &x.Ctx.Request
+	if x.WebSocket && u.route.webSocket {
+		// The strip removed them with the other hop-by-hop headers; this hop asks for the upgrade too.
+		req.Header.Set(fasthttp.HeaderConnection, "Upgrade")
+		req.Header.Set(fasthttp.HeaderUpgrade, "websocket")
+	}
+	var up *upstream.Upload
+	if body := x.Ctx.RequestBodyStream(); body != nil {
+		var status int
+		var reason string
+		if up, status, reason = requestBody(x, u.server, body); status != 0 {
+			x.Reject(status, reason)
+			return
+		}
+	}
+	out, err := u.pool.Do(req, &x.Ctx.Response, x.ClientIP)
+	if out.Tunnel != nil {
+		x.Tunnel = out.Tunnel
+	}
 	x.UpstreamTime = out.Elapsed
 	x.Attempts = out.Attempts
 	if out.Target != nil {
 		x.Target = out.Target.Addr
 	}
 	if err != nil {
+		if up != nil {
+			// Reading the client's body failed, not the upstream: answer the client's failure.
+			if tooLarge, cerr := up.ClientFailed(); tooLarge {
+				x.Reject(fasthttp.StatusRequestEntityTooLarge, "request body too large")
+				return
+			} else if cerr != nil {
+				x.Reject(bodyReadFailure(cerr))
+				return
+			}
+		}
 		f := upstream.Classify(err)
 		if !f.Local && u.pool.NoneAvailable() {
 			// Every target is known down: that is the gateway having nowhere to send the request.

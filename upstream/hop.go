@@ -265,7 +265,7 @@ func StripHopRequest(h *fasthttp.RequestHeader, replaced *NameSet) {
 		}
 	}
 	if chunked {
-		dropRequestTrailers(h)
+		DropRequestTrailers(h)
 	}
 	p.findFirst()
 	switch {
@@ -313,14 +313,14 @@ func delConnectionListedRaw(h *fasthttp.RequestHeader, raw []byte) {
 	}
 }
 
-// dropRequestTrailers removes the trailer fields that ended a chunked request body. fasthttp appends
+// DropRequestTrailers removes the trailer fields that ended a chunked request body. fasthttp appends
 // them to the header list once the body is read, where they pass for header fields but are missing
 // from the raw header block; left there they would go upstream as headers around every rule the raw
 // block is checked by (a trailer Forwarded or Upgrade is never stripped). Nothing upstream asked for
 // them, so weir drops them, as nginx does, with the Trailer field announcing them. A name with more
 // values than raw lines is deleted and its raw lines re-added (after the other headers: the order of
 // such a name moves). Only chunked requests get here, so it may allocate.
-func dropRequestTrailers(h *fasthttp.RequestHeader) {
+func DropRequestTrailers(h *fasthttp.RequestHeader) {
 	raw := h.RawHeaders()
 	// The announcement goes first: the request goes upstream with a Content-Length body and no trailer
 	// section, and fasthttp leaves announced names out of the header it writes (and out of block).

@@ -22,6 +22,7 @@ type TargetCounters struct {
 type PoolCounters struct {
 	Retries Counter
 	Target  func(addr string) TargetCounters
+	Streams *StreamCounters // nil: not counted
 }
 
 func nopTargetCounters() TargetCounters {

@@ -1,9 +1,9 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync/atomic"
 	"time"
@@ -22,10 +22,13 @@ type Target struct {
 	scheme string
 	client *fasthttp.HostClient
 	health health
+	// inflight counts requests from the write of their head to the end of their response body (a
+	// stream's included); tunnels are not requests.
+	inflight atomic.Int64
 }
 
 // InFlight is the number of requests this target is serving for the gateway right now.
-func (t *Target) InFlight() int { return t.client.PendingRequests() }
+func (t *Target) InFlight() int { return int(t.inflight.Load()) }
 
 // Key identifies the target and every setting its connection pool was built with: two targets with the
 // same key are interchangeable.
@@ -50,15 +53,17 @@ type Pool struct {
 	hashKey HashKey
 	timeout time.Duration
 
-	balancer *balancer
-	check    *HealthCheck
-	passive  Passive
-	retry    Retry
-	budget   retryBudget
-	degraded atomic.Bool // no target was available at the last pick; logged once per episode
-	log      zerolog.Logger
-	retries  Counter
-	counters []TargetCounters // parallel to Targets
+	streaming Streaming
+	streams   StreamCounters
+	balancer  *balancer
+	check     *HealthCheck
+	passive   Passive
+	retry     Retry
+	budget    retryBudget
+	degraded  atomic.Bool // no target was available at the last pick; logged once per episode
+	log       zerolog.Logger
+	retries   Counter
+	counters  []TargetCounters // parallel to Targets
 }
 
 // Timeout is the pool's per-request upstream timeout.
@@ -68,7 +73,7 @@ func (p *Pool) Timeout() time.Duration { return p.timeout }
 // key is reused, connections and all; the others are new and open connections lazily on first use.
 func NewPool(s Settings, existing func(key string) *Target) *Pool {
 	p := &Pool{Name: s.Name, hashKey: s.HashKey, timeout: s.Timeout, check: s.HealthCheck, passive: s.Passive,
-		retry: s.Retry, log: s.Log}
+		retry: s.Retry, log: s.Log, streaming: s.Streaming, streams: nopStreamCounters()}
 	if p.retry.Attempts < 1 {
 		p.retry.Attempts = 1
 	}
@@ -96,6 +101,9 @@ func NewPool(s Settings, existing func(key string) *Target) *Pool {
 	p.retries = nopCounter{}
 	if s.Counters != nil {
 		p.retries = s.Counters.Retries
+		if s.Counters.Streams != nil {
+			p.streams = *s.Counters.Streams
+		}
 	}
 	p.balancer = newBalancer(s.Balancer, p.Targets, p.Weights)
 	return p
@@ -114,8 +122,8 @@ func targetKey(spec TargetSpec, s Settings) string {
 	if spec.TLS {
 		tlsID = s.TLS.identity()
 	}
-	return fmt.Sprintf("%s tls=%s connect=%s conns=%d wait=%s idle=%s body=%d head=%d check=%s passive=%+v", spec.Addr, tlsID,
-		s.ConnectTimeout, s.MaxConns, s.ConnWaitTimeout, s.IdleConnTimeout, s.MaxResponseBytes, s.MaxResponseHeaderBytes, check, s.Passive)
+	return fmt.Sprintf("%s tls=%s connect=%s conns=%d wait=%s idle=%s head=%d check=%s passive=%+v", spec.Addr, tlsID,
+		s.ConnectTimeout, s.MaxConns, s.ConnWaitTimeout, s.IdleConnTimeout, s.MaxResponseHeaderBytes, check, s.Passive)
 }
 
 // Activate starts the pool's active health checks (on targets that do not run them yet). It is called
@@ -140,12 +148,6 @@ func newHostClient(spec TargetSpec, s Settings) *fasthttp.HostClient {
 		MaxConns:            s.MaxConns,
 		MaxConnWaitTimeout:  s.ConnWaitTimeout,
 		MaxIdleConnDuration: s.IdleConnTimeout,
-		MaxResponseBodySize: s.MaxResponseBytes,
-		// One transparent retry, only for an idempotent request on a pooled connection the target had
-		// closed while idle (nothing of the response was read). Retrying other failures could send a
-		// request twice to a target that did act on it.
-		MaxIdemponentCallAttempts: 2,
-		RetryIfErr:                retryStaleConnection,
 		// The response line and headers must fit this buffer; a larger head is a 502.
 		ReadBufferSize: s.MaxResponseHeaderBytes,
 		// A request whose head and body fit leaves in one system call rather than two. Writers are
@@ -160,11 +162,6 @@ func newHostClient(spec TargetSpec, s Settings) *fasthttp.HostClient {
 		hc.TLSConfig = s.TLS.config(spec.Addr)
 	}
 	return hc
-}
-
-func retryStaleConnection(req *fasthttp.Request, _ int, err error) (resetTimeout, retry bool) {
-	idempotent := req.Header.IsGet() || req.Header.IsHead() || req.Header.IsPut()
-	return false, idempotent && (errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF))
 }
 
 // dialerWithTimeout caps each dial at connect, however much of the attempt's timeout is left.
@@ -189,12 +186,14 @@ func (p *Pool) hashKeyOf(req *fasthttp.Request, clientIP []byte) []byte {
 	return nil
 }
 
-// Forward sends req to t and reads the answer into resp, both the server's own objects so nothing is
-// copied. The caller has already stripped the request's hop-by-hop headers (StripHopRequest, before
-// adding forwarding headers of its own); Forward makes the message fit for the hop: it speaks HTTP/1.1
-// upstream whatever the client spoke, keeps fasthttp from adding headers the client did not send, and
-// strips the response's hop-by-hop headers. On error resp is reset and the caller answers.
-func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target, timeout time.Duration) error {
+// forwardTo sends req to t and reads the answer into resp, both the server's own objects so nothing
+// is copied. The caller has already stripped the request's hop-by-hop headers (StripHopRequest, before
+// adding forwarding headers of its own; an upgrade request has its Connection and Upgrade put back);
+// forwardTo makes the message fit for the hop: it speaks HTTP/1.1 upstream whatever the client spoke,
+// keeps fasthttp from adding headers the client did not send, and strips the response's hop-by-hop
+// headers (a 101 keeps its Connection: Upgrade and Upgrade). On error resp is reset and the caller
+// answers.
+func (p *Pool) forwardTo(req *fasthttp.Request, resp *fasthttp.Response, t *Target, now time.Time, timeout time.Duration) (*Tunnel, error) {
 	// Whether the client connection closes was decided before the handler ran; the upstream
 	// connection's fate is separate, so a client's "Connection: close" must not travel.
 	req.Header.ResetConnectionClose()
@@ -205,8 +204,9 @@ func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target
 	req.Header.SetNoDefaultContentType(true)
 	req.URI().SetScheme(t.scheme)
 	req.UseHostHeader = true
+	resp.Reset()
 
-	err := t.client.DoTimeout(req, resp, timeout)
+	tun, err := p.forward(t, req, resp, now, timeout)
 
 	if http10 {
 		// The server reads the protocol after the handler to decide keep-alive for the client.
@@ -214,13 +214,26 @@ func (p *Pool) Forward(req *fasthttp.Request, resp *fasthttp.Response, t *Target
 	}
 	if err != nil {
 		resp.Reset()
-		return err
+		return nil, err
 	}
-	// The client reset resp before reading into it, clearing the server's NoDefaultContentType; without
-	// this a response with no Content-Type would leave with text/plain.
+	// Reset cleared the server's NoDefaultContentType; without this a response with no Content-Type
+	// would leave with text/plain.
 	resp.Header.SetNoDefaultContentType(true)
+	var upgrade [32]byte
+	proto := append(upgrade[:0], resp.Header.Peek(fasthttp.HeaderUpgrade)...)
 	StripHopResponse(&resp.Header)
 	// Like the request side: the upstream closing its connection says nothing about the client's.
 	resp.Header.ResetConnectionClose()
-	return nil
+	if tun != nil {
+		if !bytes.EqualFold(proto, req.Header.Peek(fasthttp.HeaderUpgrade)) {
+			tun.Close()
+			resp.Reset()
+			return nil, errWrongUpgrade
+		}
+		resp.Header.Set(fasthttp.HeaderConnection, "Upgrade")
+		resp.Header.SetBytesV(fasthttp.HeaderUpgrade, proto)
+	}
+	return tun, nil
 }
+
+var errWrongUpgrade = errors.New("upstream: 101 to another protocol than the one asked for")

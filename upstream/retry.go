@@ -106,6 +106,9 @@ type Outcome struct {
 	// once per attempt and once at the start, and its caller takes the upstream time from here rather
 	// than reading the clock around it: on a virtual machine each read costs tens of nanoseconds.
 	Elapsed time.Duration
+	// Tunnel is set when the upstream switched protocols (a WebSocket): the caller relays it or
+	// closes it.
+	Tunnel *Tunnel
 }
 
 // Do sends req to the pool and reads the answer into resp, retrying on other targets as the policy
@@ -119,6 +122,8 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 	// HTTP/1.0 allows a request without Host; the HTTP/1.1 it is forwarded as does not. Each attempt
 	// then names its own target.
 	noHost := len(req.Header.Host()) == 0
+	// Writing a streamed body closes it (req.BodyStream is nil afterwards), so it is noted now.
+	up, _ := req.BodyStream().(*Upload)
 	sel := selection{targets: p.Targets}
 	for {
 		sel.now = now.UnixNano()
@@ -135,7 +140,7 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 			req.Header.SetHost(t.Addr)
 		}
 		timeout := min(p.timeout, deadline.Sub(now))
-		err = p.Forward(req, resp, t, timeout)
+		out.Tunnel, err = p.forwardTo(req, resp, t, now, timeout)
 		now = time.Now()
 		out.Elapsed = now.Sub(start)
 
@@ -161,7 +166,7 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 			t.observe(&p.passive, err != nil || status >= 500, now, p.log, counters.Ejections)
 		}
 
-		if out.Attempts >= p.retry.Attempts || deadline.Sub(now) < minAttempt || !p.retryable(req, err, failure, status) ||
+		if out.Tunnel != nil || out.Attempts >= p.retry.Attempts || deadline.Sub(now) < minAttempt || !p.retryable(req, up, err, failure, status) ||
 			!p.budget.allow(budgetSecond(now), p.retry.BudgetRatio, p.retry.MinPerSecond) {
 			return out, err
 		}
@@ -185,8 +190,13 @@ func (p *Pool) NoneAvailable() bool {
 	return true
 }
 
-func (p *Pool) retryable(req *fasthttp.Request, err error, f Failure, status int) bool {
+func (p *Pool) retryable(req *fasthttp.Request, up *Upload, err error, f Failure, status int) bool {
 	r := &p.retry
+	if up != nil && (up.Started() || err == nil || !(f == failConnect || f == failConnectTimeout || f == failTLS)) {
+		// Only a connection that could not be made leaves a streamed body unread; any other attempt
+		// wrote some of it, and there is no copy.
+		return false
+	}
 	switch {
 	case err == nil:
 		return r.onStatus(status) && idempotent(req)

@@ -22,12 +22,12 @@ type Settings struct {
 	HashKey  HashKey
 	Targets  []TargetSpec
 
-	ConnectTimeout   time.Duration // dial bound per connection
-	Timeout          time.Duration // one attempt, request write to response end
-	MaxConns         int           // open connections per target
-	ConnWaitTimeout  time.Duration // wait for a free connection before failing with ErrNoFreeConns
-	IdleConnTimeout  time.Duration // idle pooled connections are closed after this
-	MaxResponseBytes int           // buffered response body cap
+	ConnectTimeout  time.Duration // dial bound per connection
+	Timeout         time.Duration // one attempt, request write to response end
+	MaxConns        int           // open connections per target
+	ConnWaitTimeout time.Duration // wait for a free connection before failing with ErrNoFreeConns
+	IdleConnTimeout time.Duration // idle pooled connections are closed after this
+	Streaming       Streaming     // which response bodies are buffered, which relayed as they come
 	// MaxResponseHeaderBytes caps the response line plus headers (fasthttp's read buffer).
 	MaxResponseHeaderBytes int
 
