@@ -153,13 +153,7 @@ func TestStreaming_SilentStreamIsCutAfterStreamIdleTimeout(t *testing.T) {
 	if string(body) != "data: hello\n\n" || !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("read %q, %v; want the first event, then an unexpected EOF", body, err)
 	}
-	select {
-	case <-upstreamGone:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the upstream connection stayed open after the stream was cut")
-	}
-	target := srv.Snapshot().Pools()["backend"].Targets[0]
-	waitFor(t, "the target to have no request in flight", func() bool { return target.InFlight() == 0 })
+	expectUpstreamFreed(t, srv, upstreamGone, "the upstream connection stayed open after the stream was cut")
 }
 
 // A 300 MB download with a Content-Length arrives whole, with its length, while weir's heap stays
@@ -326,10 +320,17 @@ func TestStreaming_ClientDisconnectClosesTheUpstreamConnection(t *testing.T) {
 		t.Fatalf("reading the stream: %v", err)
 	}
 	conn.Close()
+	expectUpstreamFreed(t, srv, upstreamGone, "the upstream kept streaming to a client that left")
+}
+
+// expectUpstreamFreed waits for the upstream handler to see its connection close (gone), then for
+// the backend pool's only target to have no request in flight.
+func expectUpstreamFreed(t *testing.T, srv *Server, gone <-chan struct{}, failure string) {
+	t.Helper()
 	select {
-	case <-upstreamGone:
+	case <-gone:
 	case <-time.After(5 * time.Second):
-		t.Fatal("the upstream kept streaming to a client that left")
+		t.Fatal(failure)
 	}
 	target := srv.Snapshot().Pools()["backend"].Targets[0]
 	waitFor(t, "the target to have no request in flight", func() bool { return target.InFlight() == 0 })
