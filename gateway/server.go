@@ -162,9 +162,8 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		setOnly(&ctx.Response.Header, headerHSTS, t.hsts)
 	}
 	status := ctx.Response.StatusCode()
-	route := snap.routeByName[x.Route]
 	if tun, ok := x.Tunnel.(*upstream.Tunnel); ok {
-		if x.Status != 0 || route == nil {
+		if route := snap.routeByName[x.Route]; x.Status != 0 || route == nil {
 			tun.Close() // a step answered instead of the upstream's 101
 		} else {
 			s.startTunnel(ctx, tun, route, snap)
@@ -172,16 +171,12 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 	}
 	if st, ok := ctx.Response.BodyStream().(*upstream.Stream); ok && x.Status == 0 {
 		// The body is yet to be relayed: the request is counted and logged when it ends.
-		s.deferToStreamEnd(ctx, x, st, snap, route, start, status, method)
+		s.deferToStreamEnd(ctx, x, st, snap, start, status, method)
 		filters.ReleaseExchange(x)
 		return
 	}
 	elapsed := time.Since(start)
-	if m := snap.metrics; m != nil {
-		rm := m.unrouted
-		if route != nil && x.Route != "" {
-			rm = route.metrics
-		}
+	if rm := snap.routeMetrics(x.Route); rm != nil {
 		rm.observe(method, status, elapsed.Seconds())
 	}
 	if !s.accessLogged(snap, status) {
@@ -205,6 +200,19 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 	filters.ReleaseExchange(x)
 }
 
+// routeMetrics returns the counters of the named route, or the unrouted ones when no route matched;
+// nil when the snapshot is not counted.
+func (s *Snapshot) routeMetrics(route string) *routeMetrics {
+	m := s.metrics
+	if m == nil {
+		return nil
+	}
+	if r := s.routeByName[route]; r != nil && route != "" {
+		return r.metrics
+	}
+	return m.unrouted
+}
+
 // accessLogged reports whether a request with this status gets an access line (log.access and
 // log.access_sample).
 func (s *Server) accessLogged(snap *Snapshot, status int) bool {
@@ -215,14 +223,8 @@ func (s *Server) accessLogged(snap *Snapshot, status int) bool {
 // stream's, its bytes what was relayed, and result how it ended. It also makes server.write_timeout
 // bound each write of the stream rather than the whole of it.
 func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange, st *upstream.Stream, snap *Snapshot,
-	route *Route, start time.Time, status int, method []byte) {
-	var rm *routeMetrics
-	if m := snap.metrics; m != nil {
-		rm = m.unrouted
-		if route != nil {
-			rm = route.metrics
-		}
-	}
+	start time.Time, status int, method []byte) {
+	rm := snap.routeMetrics(x.Route)
 	logged := s.accessLogged(snap, status)
 	// The exchange is released before the body is relayed: what the line needs is copied.
 	rec := streamRecord{requestID: string(x.RequestID), clientIP: string(x.ClientIP), method: string(method),

@@ -8,7 +8,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -44,10 +43,9 @@ func nopStreamCounters() StreamCounters {
 	return StreamCounters{n, n, n, n, n, n}
 }
 
-// streamed reports whether a response with this head is relayed as it arrives rather than buffered:
-// an event stream or another streaming media type, a response that asks proxies not to buffer it
-// (nginx's X-Accel-Buffering: no), or a body too large or of unknown length (chunked bodies are read
-// ahead up to BufferBytes first; see forward).
+// streamingType reports whether a response is relayed from its first byte whatever its size: an event
+// stream or another streaming media type, or one that asks proxies not to buffer it (nginx's
+// X-Accel-Buffering: no). Size decides for the others (see forward).
 func streamingType(h *fasthttp.ResponseHeader) bool {
 	ct := h.ContentType()
 	if i := bytes.IndexByte(ct, ';'); i >= 0 {
@@ -71,6 +69,7 @@ var streamingTypes = [][]byte{[]byte("text/event-stream"), []byte("application/x
 var (
 	errUnrequested101 = errors.New("upstream: 101 Switching Protocols to a request that asked for no upgrade")
 	errStreamTooLarge = errors.New("upstream: streamed response body passed max_response_bytes")
+	errUploadTooLarge = errors.New("upstream: request body passed max_body_bytes")
 )
 
 // forward is one attempt: it sends req to t on a pooled connection and reads the answer's head into
@@ -122,7 +121,7 @@ func (p *Pool) forward(t *Target, req *fasthttp.Request, resp *fasthttp.Response
 			hc.CloseConn(cc)
 			// A pooled connection the target closed while it sat idle: nothing of the request was
 			// acted on, so an idempotent one goes again, once, on another connection.
-			if try == 0 && reused && idempotent(req) && !streamed && staleConnection(err) {
+			if try == 0 && reused && idempotent(req) && !streamed && Classify(err) == failClosed {
 				continue
 			}
 			t.inflight.Add(-1)
@@ -231,11 +230,6 @@ func readHead(resp *fasthttp.Response, br *bufio.Reader) error {
 			return errors.New("upstream: too many 1xx answers")
 		}
 	}
-}
-
-func staleConnection(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // Stream is a response body relayed from the upstream as the client takes it. fasthttp's server reads
@@ -448,7 +442,7 @@ func (u *Upload) Read(p []byte) (int, error) {
 	u.read += n
 	if u.Max > 0 && u.read > u.Max {
 		u.tooLarge = true
-		err = errors.New("request body passed max_body_bytes")
+		err = errUploadTooLarge
 	}
 	if err != nil && err != io.EOF {
 		u.err = err
