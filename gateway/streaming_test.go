@@ -52,6 +52,17 @@ func digest(r io.Reader) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, err
 }
 
+// streamGet GETs url over a fresh connection; the body is closed when the test ends.
+func streamGet(t *testing.T, url string) *http.Response {
+	t.Helper()
+	resp, err := noKeepAlive().Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
 func noKeepAlive() *http.Client {
 	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}}
 }
@@ -79,11 +90,7 @@ func TestStreaming_ServerSentEventsArriveOneByOne(t *testing.T) {
 		}
 	}))
 	gw, _ := startGateway(t, oneRouteConfig("", b))
-	resp, err := noKeepAlive().Get("http://" + gw + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := streamGet(t, "http://"+gw+"/events")
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" || resp.ContentLength != -1 {
 		t.Fatalf("Content-Type %q, length %d; want text/event-stream of unknown length", ct, resp.ContentLength)
 	}
@@ -115,11 +122,7 @@ func TestStreaming_LongStreamOutlivesTimeoutAndWriteTimeout(t *testing.T) {
 		}
 	}))
 	gw, _ := startGateway(t, "server: {write_timeout: 300ms}\n"+oneRouteConfig("    timeout: 300ms\n", b))
-	resp, err := noKeepAlive().Get("http://" + gw + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := streamGet(t, "http://"+gw+"/events")
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("stream cut after %q: %v", body, err)
@@ -144,11 +147,7 @@ func TestStreaming_SilentStreamIsCutAfterStreamIdleTimeout(t *testing.T) {
 		}
 	}))
 	gw, srv := startGateway(t, oneRouteConfig("    stream_idle_timeout: 200ms\n", b))
-	resp, err := noKeepAlive().Get("http://" + gw + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := streamGet(t, "http://"+gw+"/events")
 	body, err := io.ReadAll(resp.Body)
 	if string(body) != "data: hello\n\n" || !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("read %q, %v; want the first event, then an unexpected EOF", body, err)
@@ -186,11 +185,7 @@ func TestStreaming_LargeDownloadArrivesWholeWithoutBeingHeld(t *testing.T) {
 			}
 		}
 	}()
-	resp, err := noKeepAlive().Get("http://" + gw + "/file")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := streamGet(t, "http://"+gw+"/file")
 	got, n, err := digest(resp.Body)
 	close(stop)
 	<-sampled
@@ -379,11 +374,7 @@ func TestStreaming_SmallChunkedResponseLeavesWithItsLength(t *testing.T) {
 		fmt.Fprint(w, `"part2":2}`)
 	}))
 	gw, _ := startGateway(t, oneRouteConfig("", b))
-	resp, err := noKeepAlive().Get("http://" + gw + "/x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := streamGet(t, "http://"+gw+"/x")
 	body, _ := io.ReadAll(resp.Body)
 	if string(body) != `{"part":1,"part2":2}` || resp.ContentLength != int64(len(body)) {
 		t.Fatalf("got %q with Content-Length %d, want the whole body with its length", body, resp.ContentLength)

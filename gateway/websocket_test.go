@@ -57,6 +57,29 @@ func dialWS(t *testing.T, url string) (*websocket.Conn, *http.Response, error) {
 	return c, resp, err
 }
 
+// openTunnel dials a WebSocket through the gateway at url; it is closed when the test ends.
+func openTunnel(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	c, _, err := dialWS(t, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// expectTunnelClosed waits up to 5 s for the next read on c to fail, as it does once weir closed
+// the tunnel.
+func expectTunnelClosed(t *testing.T, c *websocket.Conn, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("%s still open after %v (read: %v)", what, time.Since(start), err)
+	}
+}
+
 // echo sends msg and checks it comes back unchanged with its type.
 func echo(t *testing.T, c *websocket.Conn, typ websocket.MessageType, msg []byte) {
 	t.Helper()
@@ -167,11 +190,7 @@ func TestWebSocket_TunnelSurvivesReload(t *testing.T) {
 	v1 := reloadConfig("v1", backend, "/{rest:*}")
 	path := writeConfigFile(t, v1)
 	g := startRun(t, path)
-	c, _, err := dialWS(t, "ws://"+g.public+"/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := openTunnel(t, "ws://"+g.public+"/ws")
 	echo(t, c, websocket.MessageText, []byte("before"))
 	v2 := reloadConfig("v2", backend, "/other/{rest:*}", "/{rest:*}")
 	if err := os.WriteFile(path, []byte(v2), 0o644); err != nil {
@@ -189,19 +208,9 @@ func TestWebSocket_IdleTunnelIsClosed(t *testing.T) {
 	backend, _ := startEchoServer(t)
 	cfg := oneRouteConfig("", backend) + "    websocket: {idle_timeout: 200ms}\n"
 	gw, _ := startGateway(t, cfg)
-	c, _, err := dialWS(t, "ws://"+gw+"/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := openTunnel(t, "ws://"+gw+"/ws")
 	echo(t, c, websocket.MessageText, []byte("once"))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	_, _, err = c.Read(ctx)
-	if err == nil || ctx.Err() != nil {
-		t.Fatalf("idle tunnel still open after %v (read: %v)", time.Since(start), err)
-	}
+	expectTunnelClosed(t, c, "idle tunnel")
 }
 
 // Shutdown gives open tunnels the rest of the grace period, then closes them.
@@ -217,20 +226,12 @@ func TestWebSocket_ShutdownClosesTunnels(t *testing.T) {
 	}
 	srv := NewServer(snap, zerolog.New(testLogWriter{t}), io.Discard)
 	go func() { _ = srv.Serve(ln) }()
-	c, _, err := dialWS(t, "ws://"+ln.Addr().String()+"/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := openTunnel(t, "ws://"+ln.Addr().String()+"/ws")
 	echo(t, c, websocket.MessageText, []byte("open"))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
-	readCtx, cancelRead := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancelRead()
-	if _, _, err := c.Read(readCtx); err == nil || readCtx.Err() != nil {
-		t.Fatalf("tunnel still open after shutdown (read: %v)", err)
-	}
+	expectTunnelClosed(t, c, "tunnel after shutdown")
 	waitFor(t, "no tunnel to be tracked after shutdown", func() bool { return srv.tunnels.count() == 0 })
 }
 
