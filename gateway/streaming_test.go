@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"runtime"
 	"strconv"
 	"strings"
@@ -316,6 +318,98 @@ func TestStreaming_ClientDisconnectClosesTheUpstreamConnection(t *testing.T) {
 	}
 	conn.Close()
 	expectUpstreamFreed(t, srv, upstreamGone, "the upstream kept streaming to a client that left")
+}
+
+// A client that leaves a silent event stream frees its upstream connection at once: weir watches
+// the client's socket instead of noticing at the next event or after stream_idle_timeout (5 min by
+// default), over HTTP and HTTPS alike. The TLS client vanishes without a close_notify alert.
+func TestStreaming_ClientLeavingASilentStreamFreesTheUpstreamAtOnce(t *testing.T) {
+	silent := func(gone chan struct{}) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "data: hello\n\n")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			close(gone)
+		})
+	}
+	leave := func(t *testing.T, conn net.Conn, raw net.Conn) {
+		t.Helper()
+		fmt.Fprint(conn, "GET /events HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+		br := bufio.NewReader(conn)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading the stream: %v", err)
+			}
+			if strings.HasPrefix(line, "data: hello") {
+				break
+			}
+		}
+		raw.Close()
+	}
+	t.Run("http", func(t *testing.T) {
+		gone := make(chan struct{})
+		gw, srv := startGateway(t, oneRouteConfig("", startHTTPBackend(t, silent(gone))))
+		conn, err := net.Dial("tcp", gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leave(t, conn, conn)
+		expectUpstreamFreed(t, srv, gone, "the upstream stayed connected to a client that left")
+	})
+	t.Run("https", func(t *testing.T) {
+		gone := make(chan struct{})
+		f := newTLSFiles(t)
+		cert, key := f.issue(t, "api", "api.example.com")
+		snap := compileTLS(t, tlsServerBlock("", [2]string{cert, key})+oneRouteConfig("", startHTTPBackend(t, silent(gone))))
+		_, secure, srv := serveBoth(t, snap)
+		raw, err := net.Dial("tcp", secure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leave(t, tls.Client(raw, f.clientConfig("api.example.com")), raw)
+		expectUpstreamFreed(t, srv, gone, "the upstream stayed connected to a TLS client that left")
+	})
+}
+
+// A connection that received a streamed response serves the next request normally: watching the
+// client for a hang-up leaves nothing behind on its connection (no read consumed, no deadline).
+func TestStreaming_KeepAliveConnectionServesRequestsAfterAStream(t *testing.T) {
+	b := startHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			fmt.Fprintf(w, "data: %s %d\n\n", r.URL.Path, i)
+			w.(http.Flusher).Flush()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}))
+	gw, _ := startGateway(t, oneRouteConfig("", b))
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true, MaxConnsPerHost: 1}}
+	var conns atomic.Int32
+	for _, path := range []string{"/one", "/two", "/three"} {
+		req, _ := http.NewRequest("GET", "http://"+gw+path, nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				if !info.Reused {
+					conns.Add(1)
+				}
+			},
+		}))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := fmt.Sprintf("data: %[1]s 0\n\ndata: %[1]s 1\n\ndata: %[1]s 2\n\n", path)
+		if err != nil || string(body) != want {
+			t.Fatalf("GET %s: %q, %v; want %q", path, body, err, want)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("the three streams used %d connections, want one kept alive", n)
+	}
 }
 
 // expectUpstreamFreed waits for the upstream handler to see its connection close (gone), then for

@@ -70,6 +70,7 @@ var (
 	errUnrequested101 = errors.New("upstream: 101 Switching Protocols to a request that asked for no upgrade")
 	errStreamTooLarge = errors.New("upstream: streamed response body passed max_response_bytes")
 	errUploadTooLarge = errors.New("upstream: request body passed max_body_bytes")
+	errClientHungUp   = errors.New("upstream: the client closed its connection mid-stream")
 )
 
 // forward is one attempt: it sends req to t on a pooled connection and reads the answer's head into
@@ -205,6 +206,7 @@ func (p *Pool) forward(t *Target, req *fasthttp.Request, resp *fasthttp.Response
 		}
 		_ = conn.SetReadDeadline(time.Time{})
 		if size >= 0 && !events {
+			st.download = true
 			resp.SetBodyStream(st, size)
 		} else {
 			// A streaming type leaves chunked even with a known length: fasthttp flushes a chunked body
@@ -250,6 +252,7 @@ type Stream struct {
 	pool      *Pool
 	release   func(discard bool)
 	closeConn bool
+	download  bool  // a body with a Content-Length, relayed by WriteTo
 	done      bool  // read to its end
 	failure   error // why reading stopped, if not at the end
 	result    string
@@ -258,14 +261,23 @@ type Stream struct {
 	client      net.Conn
 	clientWrite time.Duration
 	onClose     func(bytes int, result string)
+	stopWatch   func()      // ends watchHangup's watch; nil if not watching
+	hungUp      atomic.Bool // the client closed its connection (seen by watchHangup)
 }
 
 // WatchClient has every read extend the client connection's write deadline by d: fasthttp sets one
 // deadline (server.write_timeout) for a whole response, which would cut a healthy long stream, so
 // for a stream write_timeout bounds each write instead. onClose, if not nil, is called once the
-// stream ends, with the body bytes relayed and how it ended (StreamCounters' names).
+// stream ends, with the body bytes relayed and how it ended (StreamCounters' names). It also watches
+// c for the client hanging up while the upstream is silent (watchHangup): the stream then ends as
+// client_gone at once instead of at the next event or after stream_idle_timeout.
 func (s *Stream) WatchClient(c net.Conn, d time.Duration, onClose func(bytes int, result string)) {
 	s.client, s.clientWrite, s.onClose = c, d, onClose
+	s.stopWatch = watchHangup(c, func() {
+		// Set before the deadline: Read checks it after setting its own, so one of the two is seen.
+		s.hungUp.Store(true)
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0)) // wakes a read waiting on the upstream
+	})
 }
 
 // Read implements io.Reader.
@@ -283,9 +295,16 @@ func (s *Stream) Read(p []byte) (int, error) {
 	if s.client != nil && s.clientWrite > 0 {
 		_ = s.client.SetWriteDeadline(now.Add(s.clientWrite))
 	}
+	if s.hungUp.Load() {
+		s.failure, s.result = streamCut{errClientHungUp}, "client_gone"
+		return 0, s.failure
+	}
 	n, err := s.body.Read(p)
 	s.read += n
 	switch {
+	case s.hungUp.Load():
+		s.failure, s.result = streamCut{errClientHungUp}, "client_gone"
+		return n, s.failure
 	case s.max > 0 && s.read > s.max:
 		s.failure, s.result = streamCut{errStreamTooLarge}, "too_large"
 		return n, s.failure
@@ -351,6 +370,9 @@ func (s *Stream) CloseWithError(err error) error {
 		return nil
 	}
 	s.closed = true
+	if s.stopWatch != nil {
+		s.stopWatch() // before the upstream connection can go back to the pool
+	}
 	switch {
 	case s.result != "":
 	case err != nil:
@@ -527,16 +549,31 @@ func (t *Tunnel) Close() error {
 
 // pipe copies src to dst until src ends (then it half-closes dst and returns nil) or fails. A read
 // that times out while the other direction was active within idle is resumed.
+//
+// Deadlines are moved only once an eighth of idle has passed since they were last set: setting one
+// costs a runtime timer update, which per message was 5 % of a tunnel's CPU. A read woken early
+// resumes (above); a write blocked on a peer that stopped reading is cut after 7/8 to 8/8 of idle.
 func (t *Tunnel) pipe(dst net.Conn, src io.Reader, srcConn net.Conn, idle time.Duration, last *atomic.Int64, count Adder) error {
 	buf := acquireChunk()
 	defer releaseChunk(buf)
+	step := int64(idle / 8)
+	var readSet, writeSet int64 // when each deadline was last moved (Unix ns)
 	for {
-		_ = srcConn.SetReadDeadline(time.Now().Add(idle))
+		if now := time.Now(); now.UnixNano()-readSet > step {
+			readSet = now.UnixNano()
+			_ = srcConn.SetReadDeadline(now.Add(idle))
+			if t.closed.Load() {
+				return net.ErrClosed // Close's expired deadline may have come before this one
+			}
+		}
 		n, err := src.Read(buf[:])
 		if n > 0 {
 			now := time.Now()
 			last.Store(now.UnixNano())
-			_ = dst.SetWriteDeadline(now.Add(idle))
+			if now.UnixNano()-writeSet > step {
+				writeSet = now.UnixNano()
+				_ = dst.SetWriteDeadline(now.Add(idle))
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
@@ -552,9 +589,45 @@ func (t *Tunnel) pipe(dst net.Conn, src io.Reader, srcConn net.Conn, idle time.D
 		case err != nil:
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !t.closed.Load() && time.Since(time.Unix(0, last.Load())) < idle {
+				readSet = 0 // the deadline passed: set a new one
 				continue
 			}
 			return err
 		}
 	}
 }
+
+// WriteTo implements fasthttp.BodyWriterTo for a body with a Content-Length (a download): it is
+// relayed through a pooled 64 KiB buffer, which cost 10-15 % less CPU per GiB than the 32 KiB one
+// fasthttp would allocate per stream (and 16 KiB cost more). The buffer is held while the body is
+// relayed, so 1,000 concurrent downloads hold 64 MiB. Event streams and other chunked bodies keep
+// fasthttp's own loop with its 4 KiB buffer (SupportsBodyWriteTo): an idle stream holds little.
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	buf := relayBufs.Get().(*[relayBufSize]byte)
+	defer relayBufs.Put(buf)
+	var written int64
+	for {
+		n, err := s.Read(buf[:])
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if err == io.EOF {
+			return written, nil
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+}
+
+// SupportsBodyWriteTo implements fasthttp.BodyWriterTo: only a download uses WriteTo, which reads
+// exactly as Read does.
+func (s *Stream) SupportsBodyWriteTo() bool { return s.download }
+
+const relayBufSize = 64 << 10
+
+var relayBufs = sync.Pool{New: func() any { return new([relayBufSize]byte) }}
