@@ -101,73 +101,8 @@ if [[ -n $SCENARIO_MATCH ]]; then
 	SCENARIOS=("${selected[@]}")
 fi
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-die() {
-	log "ERROR: $*"
-	exit 1
-}
-
-# ---- processes: every one started here is recorded and stopped by PID at exit ----
-
-declare -A STARTED=() # PIDs started and not yet stopped (keys)
-declare -A PID=()     # proxy name (or "backend") -> PID of the process started
+source bench/lib.sh
 declare -A MEASURE=() # proxy name -> PID whose CPU and memory are measured (nginx: its worker)
-
-# alive PID: the process exists and has not exited (an exited child stays a zombie until reaped).
-alive() {
-	local state
-	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-	[[ -n $state && $state != Z ]]
-}
-
-# stop_pid PID: SIGTERM, up to 10 s to exit, then SIGKILL; reaps it.
-stop_pid() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		log "PID $pid ignored SIGTERM for 10 s: SIGKILL"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-	unset 'STARTED[$pid]'
-}
-
-cleanup() {
-	local pid
-	for pid in "${!STARTED[@]}"; do
-		stop_pid "$pid"
-	done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start NAME CORE LOGFILE CMD...: runs CMD pinned to CORE in the background and records its PID.
-start() {
-	local name=$1 core=$2 logfile=$3
-	shift 3
-	taskset -c "$core" "$@" >"$logfile" 2>&1 &
-	PID[$name]=$!
-	STARTED[$!]=1
-}
-
-# port_is_open PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
-port_is_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# wait_port NAME PORT LOGFILE: waits up to 10 s for PORT to accept while NAME's process is alive.
-wait_port() {
-	local name=$1 port=$2 logfile=$3 i
-	for ((i = 0; i < 100; i++)); do
-		port_is_open "$port" && return 0
-		alive "${PID[$name]}" || { tail -20 "$logfile" >&2; die "$name exited before listening on $port"; }
-		sleep 0.1
-	done
-	tail -20 "$logfile" >&2
-	die "$name does not listen on $port after 10 s"
-}
 
 start_proxy() {
 	local name=$1 logfile="$LOGS/$1.log"
@@ -186,30 +121,13 @@ start_proxy() {
 	wait_port "$name" "${PORT[$name]}" "$logfile"
 	MEASURE[$name]=${PID[$name]}
 	if [[ $name == nginx ]]; then
-		# The worker serves every request; the master may accept on the port before forking it.
-		local children=() i
-		for ((i = 0; i < 50 && ${#children[@]} == 0; i++)); do
-			sleep 0.1
-			read -r -a children <"/proc/${PID[$name]}/task/${PID[$name]}/children" || true
-		done
-		((${#children[@]} == 1)) || die "nginx master has ${#children[@]} children, want one worker"
-		MEASURE[$name]=${children[0]}
+		MEASURE[$name]=$(nginx_worker "${PID[$name]}")
 	fi
 }
 
 stop_proxy() {
 	stop_pid "${PID[$1]}"
 	wait_closed "${PORT[$1]}"
-}
-
-# wait_closed PORT: waits up to 10 s for nothing to listen on PORT any more.
-wait_closed() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		port_is_open "$1" || return 0
-		sleep 0.1
-	done
-	die "port $1 still accepts after its process was stopped"
 }
 
 # check_proxy NAME: every scenario's URL must answer 200 with the expected body size.
@@ -230,14 +148,6 @@ check_proxy() {
 }
 
 # ---- measurements ----
-
-# core_jiffies: "busy total" jiffies of core PROXY_CORE (busy excludes idle and iowait).
-core_jiffies() {
-	awk -v cpu="cpu$PROXY_CORE" '$1 == cpu { print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat
-}
-# proc_jiffies PID: utime+stime of a process (fields after the parenthesised command name).
-proc_jiffies() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
-status_kb() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 
 # run_wrk PROXY SCENARIO CONNS SECONDS OUTFILE
 run_wrk() {
@@ -318,10 +228,8 @@ for tool in taskset curl go; do
 done
 (($(nproc) >= 2)) || die "needs 2 cores (proxy on core $PROXY_CORE, load on core $LOAD_CORE)"
 
-# Each side of the idle test holds IDLE_CONNS descriptors; raise the soft limit as far as allowed.
-hard=$(ulimit -Hn)
-[[ $hard == unlimited ]] || ((hard >= IDLE_CONNS + 1000)) || die "open-files hard limit $hard is below IDLE_CONNS+1000"
-ulimit -n "$hard"
+# Each side of the idle test holds IDLE_CONNS descriptors.
+raise_nofile $((IDLE_CONNS + 1000))
 
 for port in "${PORT[@]}" "${ADMIN_PORTS[@]}" "${BACKEND_ADDR##*:}"; do
 	! port_is_open "$port" || die "port $port is already in use"
@@ -430,33 +338,7 @@ weir_version="$("$BUILD/weir" version) at $(git rev-parse --short HEAD 2>/dev/nu
 		done
 	fi
 	echo
-	awk -F'\t' -f - "$RUNS" <<'AWK'
-# Sorts v[1..n] numerically in place (insertion sort: n is the number of rounds).
-function sort(v, n,    i, j, x) {
-	for (i = 2; i <= n; i++) {
-		x = v[i]
-		for (j = i - 1; j >= 1 && v[j] > x; j--) v[j+1] = v[j]
-		v[j+1] = x
-	}
-}
-function median(v, n) { return n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2 }
-# stat(key, col, fmt, scale): "median (min–max)" of column col over the rounds of key.
-function stat(key, col, fmt, scale,    v, n, i) {
-	n = split(vals[key, col], v, " ")
-	for (i = 1; i <= n; i++) v[i] = v[i] / scale
-	sort(v, n)
-	return sprintf(fmt " (" fmt "–" fmt ")", median(v, n), v[1], v[n])
-}
-# ratio(a, b, col): median of column col for key a over that for key b, "–" when either did not run.
-function ratio(a, b, col) {
-	if (!(a in seen) || !(b in seen)) return "–"
-	return sprintf("%.2f", med(a, col) / med(b, col))
-}
-function med(key, col,    v, n) {
-	n = split(vals[key, col], v, " ")
-	sort(v, n)
-	return median(v, n)
-}
+	awk -F'\t' -f bench/stats.awk -f - "$RUNS" <<'AWK'
 {
 	key = $3 SUBSEP $4 SUBSEP $2
 	if (!(key in seen)) { seen[key] = 1; keys[++nkeys] = key }
