@@ -106,3 +106,25 @@ func (t *bucketTable) len() int {
 	}
 	return n
 }
+
+// ClientLimiter is a token bucket per client address (IPv6 by /64), bounded like rate_limit's table,
+// for filters that limit something other than requests (basic_auth's failed checks).
+type ClientLimiter struct{ t *bucketTable }
+
+// NewClientLimiter allows perSecond events per client on average, burst at once, for up to maxKeys
+// clients tracked.
+func NewClientLimiter(perSecond float64, burst, maxKeys int) *ClientLimiter {
+	return &ClientLimiter{t: newBucketTable(rate.Limit(perSecond), burst, maxKeys)}
+}
+
+// Allowed reports whether x's client has a token left, without taking one.
+func (l *ClientLimiter) Allowed(x *Exchange, now time.Time) bool {
+	var buf [16]byte
+	return l.t.get(clientKey(buf[:0], x), now).TokensAt(now) >= 1
+}
+
+// Take takes a token from x's client's bucket.
+func (l *ClientLimiter) Take(x *Exchange, now time.Time) {
+	var buf [16]byte
+	l.t.get(clientKey(buf[:0], x), now).AllowN(now, 1)
+}

@@ -2,6 +2,7 @@ package filters
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -21,6 +22,17 @@ type Env struct {
 	Log zerolog.Logger
 	// Counters are the route's counters; the zero value counts nothing.
 	Counters Counters
+	// Dir is the config file's directory: relative file names in a filter's settings are resolved
+	// against it.
+	Dir string
+}
+
+// Resolve makes a file name from a filter's settings relative to the config file's directory.
+func (e Env) Resolve(name string) string {
+	if name == "" || filepath.IsAbs(name) || e.Dir == "" {
+		return name
+	}
+	return filepath.Join(e.Dir, name)
 }
 
 // Counter counts events. weir's are Prometheus counters.

@@ -20,7 +20,8 @@ type RateLimitConfig struct {
 	// Burst is the bucket size: how many requests may arrive at once. Default: Rate, rounded up.
 	Burst int `yaml:"burst"`
 	// Key is what gets its own bucket: "route" (one bucket for the route), "client_ip" (IPv6 clients
-	// by /64), or "header:NAME" (requests without the header share one bucket).
+	// by /64), "header:NAME" (requests without the header share one bucket), or "consumer" (the
+	// caller an earlier authenticating filter identified; requests without one share one bucket).
 	Key string `yaml:"key" default:"route"`
 	// MaxKeys bounds the per-key table. When it is full, new keys share one overflow bucket rather than
 	// evicting active ones (an attacker spraying keys must not hand legitimate clients a fresh burst).
@@ -37,6 +38,7 @@ const (
 	keyRoute limitKey = iota
 	keyClientIP
 	keyHeader
+	keyConsumer
 )
 
 // RateLimit is a compiled rate_limit filter.
@@ -76,8 +78,10 @@ func NewRateLimit(cfg RateLimitConfig, env Env) (*RateLimit, error) {
 		r.key = keyClientIP
 	case strings.HasPrefix(cfg.Key, "header:") && rewriteToken(cfg.Key[len("header:"):]):
 		r.key, r.header = keyHeader, cfg.Key[len("header:"):]
+	case cfg.Key == "consumer":
+		r.key = keyConsumer
 	default:
-		errs = append(errs, fieldErr("key", "unknown key %q; use route, client_ip or header:NAME", cfg.Key))
+		errs = append(errs, fieldErr("key", "unknown key %q; use route, client_ip, header:NAME or consumer", cfg.Key))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -159,6 +163,9 @@ func (s *rateLimitStep) limiter(x *Exchange, now time.Time) *rate.Limiter {
 		// A request without the header gets the empty key: such requests share one bucket.
 		var buf [16]byte
 		return s.table.get(s.table.digestKey(buf[:0], x.Ctx.Request.Header.Peek(s.header)), now)
+	case keyConsumer:
+		var buf [16]byte
+		return s.table.get(s.table.digestKey(buf[:0], x.Consumer), now)
 	}
 	return s.route
 }

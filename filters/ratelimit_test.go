@@ -289,8 +289,8 @@ func TestNewRateLimit_RejectsBadSettings(t *testing.T) {
 		{RateLimitConfig{Rate: 0, Per: time.Second, Key: "route", MaxKeys: 1}, "rate: must be more than 0 requests per 1s"},
 		{RateLimitConfig{Rate: 1, Per: 0, Key: "route", MaxKeys: 1}, "per: must be more than zero"},
 		{RateLimitConfig{Rate: 1, Per: time.Second, Burst: -1, Key: "route", MaxKeys: 1}, "burst: must be 1 or more (or absent for the default, rate rounded up)"},
-		{RateLimitConfig{Rate: 1, Per: time.Second, Key: "ip", MaxKeys: 1}, `key: unknown key "ip"; use route, client_ip or header:NAME`},
-		{RateLimitConfig{Rate: 1, Per: time.Second, Key: "header:", MaxKeys: 1}, `key: unknown key "header:"; use route, client_ip or header:NAME`},
+		{RateLimitConfig{Rate: 1, Per: time.Second, Key: "ip", MaxKeys: 1}, `key: unknown key "ip"; use route, client_ip, header:NAME or consumer`},
+		{RateLimitConfig{Rate: 1, Per: time.Second, Key: "header:", MaxKeys: 1}, `key: unknown key "header:"; use route, client_ip, header:NAME or consumer`},
 		{RateLimitConfig{Rate: 1, Per: time.Second, Key: "route", MaxKeys: 0}, "max_keys: must be 1 or more"},
 	} {
 		_, err := NewRateLimit(tc.cfg, Env{Now: time.Now})

@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"strings"
 
@@ -44,6 +47,11 @@ func NewAdmin(srv *Server, reloader *Reloader, metrics *Metrics) *Admin {
 
 func (a *Admin) handle(ctx *fasthttp.RequestCtx) {
 	path, get, post := string(ctx.Path()), ctx.IsGet() || ctx.IsHead(), ctx.IsPost()
+	if !a.authorized(ctx, path) {
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="weir admin"`)
+		writeJSON(ctx, fasthttp.StatusUnauthorized, map[string]string{"error": "admin token required"})
+		return
+	}
 	switch {
 	case path == "/healthz" && get:
 		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok"})
@@ -81,6 +89,24 @@ func (a *Admin) handle(ctx *fasthttp.RequestCtx) {
 	default:
 		writeJSON(ctx, fasthttp.StatusNotFound, map[string]string{"error": "no such admin endpoint"})
 	}
+}
+
+// authorized: with admin.token_file set, every endpoint but the probes (and /metrics with
+// metrics_public) needs the token as a bearer credential. The serving snapshot's token counts, so a
+// reload that changes the file changes it.
+func (a *Admin) authorized(ctx *fasthttp.RequestCtx, path string) bool {
+	snap := a.srv.Snapshot()
+	if snap.adminToken == nil || path == "/healthz" || path == "/readyz" || (path == "/metrics" && snap.Admin.MetricsPublic) {
+		return true
+	}
+	auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	const prefix = "Bearer "
+	if len(auth) <= len(prefix) || !bytes.EqualFold(auth[:len(prefix)], []byte(prefix)) {
+		return false
+	}
+	// Digests of equal length, compared in constant time: neither the token nor its length leaks.
+	sum := sha256.Sum256(bytes.TrimSpace(auth[len(prefix):]))
+	return subtle.ConstantTimeCompare(sum[:], snap.adminToken) == 1
 }
 
 var pprofIndex = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)

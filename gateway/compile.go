@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -233,6 +236,9 @@ func (c *compiler) snapshot() *Snapshot {
 			c.problem("admin.listen", "invalid listen address %q; write it like \"127.0.0.1:9901\", or \"\" to turn the admin listener off", a)
 		}
 	}
+	if f := c.cfg.Admin.TokenFile; f != "" {
+		s.adminToken = c.adminToken(c.resolveFile(f))
+	}
 	c.positive("reload.debounce", c.cfg.Reload.Debounce)
 	if c.cfg.Reload.Interval < 0 {
 		c.problem("reload.interval", "must be 0s (off) or more")
@@ -459,17 +465,23 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 		c.routeTargets = strings.Join(addrs, " ")
 	}
 	// defaults.filters are built for each route: every route gets its own limiter buckets and breaker.
-	env := filters.Env{Route: rc.Name, Pattern: pat, Now: c.opts.Now, Log: c.opts.Log.With().Str("route", rc.Name).Logger()}
+	env := filters.Env{Route: rc.Name, Pattern: pat, Now: c.opts.Now, Log: c.opts.Log.With().Str("route", rc.Name).Logger(),
+		Dir: filepath.Dir(c.cfg.File)}
 	if m := c.opts.Metrics; m != nil {
 		env.Counters = m.filterCounters(rc.Name)
 		r.metrics = m.forRoute(rc.Name)
 	}
-	defaults, okDefaults := c.buildFilters("defaults.filters", c.cfg.Defaults.Filters, env)
-	own, okOwn := c.buildFilters(path+".filters", rc.Filters, env)
+	defaults, dpaths, dnames, okDefaults := c.buildFilters("defaults.filters", c.cfg.Defaults.Filters, env)
+	own, opaths, onames, okOwn := c.buildFilters(path+".filters", rc.Filters, env)
 	if !okDefaults || !okOwn {
 		return
 	}
-	r.handler = filters.Chain(append(defaults, own...), upstreamStep{pool: r.Pool, log: c.opts.Log, route: r, server: &s.Server})
+	c.checkFilterOrder(append(dpaths, opaths...), append(dnames, onames...), methods)
+	if len(c.sink.list) > before {
+		return
+	}
+	r.Filters = append(defaults, own...)
+	r.handler = filters.Chain(r.Filters, upstreamStep{pool: r.Pool, log: c.opts.Log, route: r, server: &s.Server})
 	for _, h := range hosts {
 		t := s.table(h)
 		if err := t.add(rc.Match.Path, methods, r.record); err != nil {
@@ -557,4 +569,21 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// adminToken reads the admin token file and returns the token's digest: only the digest is kept,
+// and compared in constant time (see Admin.authorized).
+func (c *compiler) adminToken(file string) []byte {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		c.problem("admin.token_file", "cannot read the token: %v", err)
+		return nil
+	}
+	token := bytes.TrimSpace(data)
+	if len(token) < 16 || bytes.ContainsAny(token, " \t\r\n") {
+		c.problem("admin.token_file", "%s must hold one token of 16 characters or more (openssl rand -hex 32 makes one)", file)
+		return nil
+	}
+	sum := sha256.Sum256(token)
+	return sum[:]
 }

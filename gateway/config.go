@@ -120,6 +120,12 @@ type UpstreamTLSConfig struct {
 type AdminConfig struct {
 	// Listen is its TCP address; keep it on loopback or a private network. "" turns it off.
 	Listen string `yaml:"listen" default:"127.0.0.1:9901"`
+	// TokenFile holds a bearer token (16 characters or more; surrounding whitespace is ignored). When
+	// set, every admin endpoint but /healthz and /readyz requires "Authorization: Bearer TOKEN".
+	// Relative to the config file; read again at every reload.
+	TokenFile string `yaml:"token_file"`
+	// MetricsPublic lets /metrics answer without the token, for a Prometheus that has none.
+	MetricsPublic bool `yaml:"metrics_public"`
 }
 
 // ReloadConfig says when weir re-reads its config file. Changes to it need a restart.

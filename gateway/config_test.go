@@ -994,11 +994,11 @@ routes:
 `,
 			want: []string{
 				`test.yaml:3: defaults.filters[0].rate_limit.rps: unknown key "rps"; known keys: burst, key, max_keys, per, rate`,
-				`test.yaml:14: routes[0].filters[0]: unknown filter "strip_prefix"; known filters: circuit_breaker, json, rate_limit, rewrite`,
+				`test.yaml:14: routes[0].filters[0]: unknown filter "strip_prefix"; known filters: access, api_key, basic_auth, circuit_breaker, cors, json, rate_limit, rewrite`,
 				`test.yaml:15: routes[0].filters[1]: a filter is a mapping with one key naming it, like - rate_limit: {rate: 100, per: 1s}`,
 				`test.yaml:16: routes[0].filters[2]: a filter is a mapping with one key naming it, like - rate_limit: {rate: 100, per: 1s}`,
 				`test.yaml:18: routes[0].filters[3].rate_limit.rate: must be more than 0 requests per 1s`,
-				`test.yaml:19: routes[0].filters[3].rate_limit.key: unknown key "header:"; use route, client_ip or header:NAME`,
+				`test.yaml:19: routes[0].filters[3].rate_limit.key: unknown key "header:"; use route, client_ip, header:NAME or consumer`,
 				`test.yaml:21: routes[0].filters[4].circuit_breaker.failure_ratio: must be between 0 (off) and 1, got 1.5`,
 				`test.yaml:22: routes[0].filters[4].circuit_breaker.open_timeout: must be more than zero`,
 			},

@@ -1,14 +1,20 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
+	"slices"
 	"sort"
 
+	"github.com/valyala/fasthttp"
 	"gopkg.in/yaml.v3"
 
 	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/filters/basicauth"
 )
 
 // filterKind builds one kind of filter from its settings node. It reports problems itself and returns
@@ -23,7 +29,15 @@ var filterKinds = map[string]filterKind{
 	"circuit_breaker": kindOf(filters.NewCircuitBreaker, true),
 	"rewrite":         kindOf(filters.NewRewrite, false),
 	"json":            kindOf(filters.NewJSON, false),
+	"api_key":         kindOf(filters.NewAPIKey, false),
+	"basic_auth":      kindOf(basicauth.New, false),
+	"cors":            kindOf(filters.NewCORS, false),
+	"access":          kindOf(filters.NewAccess, false),
 }
+
+// authenticating are the filters that identify the caller. A preflight request carries no
+// credentials, so cors must come before them (see checkFilterOrder).
+var authenticating = map[string]bool{"api_key": true, "basic_auth": true}
 
 // kindOf adapts a constructor taking a settings struct C: the settings node is decoded strictly into C
 // (with C's `default` tags), then the constructor validates; each ConfigError it returns is placed on
@@ -48,15 +62,17 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error), judg
 			return nil
 		}
 		// The settings as decoded (defaults applied, map keys sorted) are the filter's fingerprint, with
-		// the route's pattern (a rewrite template reads its parameters).
+		// the route's pattern (a rewrite template reads its parameters) and the content of the files
+		// the settings name (a keys file edited in place changes nothing else).
 		var key string
 		var f filters.Filter
-		if fingerprint, err := json.Marshal(cfg); err == nil {
+		files, readable := fileDigests(cfg, env)
+		if fingerprint, err := json.Marshal(cfg); err == nil && readable {
 			targets := ""
 			if judgesUpstream {
 				targets = c.routeTargets
 			}
-			key, f = c.reuseFilter(fmt.Sprintf("%s|%s|%s|%T|%s", env.Route, env.Pattern.Text, targets, cfg, fingerprint))
+			key, f = c.reuseFilter(fmt.Sprintf("%s|%s|%s|%T|%s|%s", env.Route, env.Pattern.Text, targets, cfg, fingerprint, files))
 		}
 		if f == nil {
 			built, err := build(cfg, env)
@@ -75,6 +91,45 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error), judg
 	}
 }
 
+// fileDigests digests the files cfg names (filters.FileSettings); readable is false when one cannot be
+// read, and the constructor then reports it.
+func fileDigests(cfg any, env filters.Env) (digests string, readable bool) {
+	fs, ok := cfg.(filters.FileSettings)
+	if !ok {
+		return "", true
+	}
+	for _, name := range fs.SourceFiles() {
+		if name == "" {
+			continue
+		}
+		data, err := os.ReadFile(env.Resolve(name))
+		if err != nil {
+			return "", false
+		}
+		sum := sha256.Sum256(data)
+		digests += hex.EncodeToString(sum[:]) + " "
+	}
+	return digests, true
+}
+
+// checkFilterOrder reports a cors filter placed after an authenticating one (the preflight would be
+// refused for lack of credentials it never carries), and a cors filter on a route whose methods leave
+// out OPTIONS (the preflight would get 405 before reaching it). paths and names are the route's
+// filters in chain order.
+func (c *compiler) checkFilterOrder(paths, names []string, methods []string) {
+	auth := ""
+	for i, name := range names {
+		switch {
+		case authenticating[name] && auth == "":
+			auth = name
+		case name == "cors" && auth != "":
+			c.problem(paths[i], "cors must come before %s in the route's filters: browsers send preflight requests without credentials", auth)
+		case name == "cors" && len(methods) > 0 && !slices.Contains(methods, fasthttp.MethodOptions):
+			c.problem(paths[i], "the route's match.methods leave out OPTIONS, so preflight requests would get 405 before cors answers them; add OPTIONS")
+		}
+	}
+}
+
 func filterKindNames() []string {
 	names := make([]string, 0, len(filterKinds))
 	for n := range filterKinds {
@@ -85,11 +140,15 @@ func filterKindNames() []string {
 }
 
 // buildFilters builds a list of filter specs for one route. ok is false if any could not be built.
-func (c *compiler) buildFilters(path string, specs []FilterSpec, env filters.Env) (fs []filters.Filter, ok bool) {
+// paths and names, in the specs' order, are each spec's config path and filter name.
+func (c *compiler) buildFilters(path string, specs []FilterSpec, env filters.Env) (fs []filters.Filter, paths, names []string, ok bool) {
 	ok = true
 	for i := range specs {
 		n := &specs[i]
 		fpath := fmt.Sprintf("%s[%d]", path, i)
+		if n.Kind == yaml.MappingNode && len(n.Content) == 2 {
+			paths, names = append(paths, joinPath(fpath, n.Content[0].Value)), append(names, n.Content[0].Value)
+		}
 		if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
 			c.problem(fpath, "a filter is a mapping with one key naming it, like - rate_limit: {rate: 100, per: 1s}")
 			ok = false
@@ -109,5 +168,5 @@ func (c *compiler) buildFilters(path string, specs []FilterSpec, env filters.Env
 		}
 		fs = append(fs, f)
 	}
-	return fs, ok
+	return fs, paths, names, ok
 }

@@ -46,13 +46,18 @@ func (s *Snapshot) isTrusted(a netip.Addr) bool {
 // which map them to the same variable names as the dashed ones.
 var replacedUntrusted = upstream.NewNameSet(headerXFF, headerXFProto, headerXFHost, headerRequestID, "Forwarded",
 	"X-Real-Ip", "X_forwarded_for", "X_forwarded_proto", "X_forwarded_host", "X_real_ip", "X_request_id",
-	headerClientCertSubject, headerClientCertFingerprint, "X_client_cert_subject", "X_client_cert_fingerprint")
+	headerClientCertSubject, headerClientCertFingerprint, "X_client_cert_subject", "X_client_cert_fingerprint",
+	headerConsumer, "X_consumer")
 
 // replacedTrusted: a trusted proxy's X-Forwarded-Proto and -Host stay; X-Forwarded-For is rewritten
-// with the peer appended. The client certificate headers describe weir's own TLS peer, so nobody's are
-// believed.
+// with the peer appended. The client certificate headers describe weir's own TLS peer, and X-Consumer
+// weir's own authentication, so nobody's are believed.
 var replacedTrusted = upstream.NewNameSet(headerXFF, headerRequestID, "X_request_id",
-	headerClientCertSubject, headerClientCertFingerprint, "X_client_cert_subject", "X_client_cert_fingerprint")
+	headerClientCertSubject, headerClientCertFingerprint, "X_client_cert_subject", "X_client_cert_fingerprint",
+	headerConsumer, "X_consumer")
+
+// headerConsumer carries the authenticated caller's name upstream (Exchange.Consumer).
+const headerConsumer = "X-Consumer"
 
 // forwardHeaders prepares the request's headers for the upstream, in one pass that keeps the order of
 // the lines it leaves: it strips hop-by-hop headers and the headers weir replaces, then writes

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"crypto/tls"
+	"golang.org/x/crypto/bcrypt"
 	"io"
 	"net"
 	"strconv"
@@ -38,6 +39,30 @@ defaults:
     - rewrite: {request_headers: {set: {X-Gateway: weir}, remove: [X-Debug]}, response_headers: {set: {X-Served-By: weir}}}
 `
 
+// apiKeyChain and basicAuthChain put one authenticating filter in front of every route; the rig's
+// requests carry the credentials authHeaders gives for them.
+var (
+	apiKeyChain    = "\ndefaults:\n  filters:\n    - api_key: {keys: [{consumer: bench, sha256: " + sha256Hex("bench-key") + "}]}\n"
+	basicAuthChain = func() string {
+		h, _ := bcrypt.GenerateFromPassword([]byte("bench-password"), bcrypt.MinCost)
+		return "\ndefaults:\n  filters:\n    - basic_auth: {users: {bench: \"" + string(h) + "\"}}\n"
+	}()
+	corsChain = "\ndefaults:\n  filters:\n    - cors: {allow_origins: [https://app.example.com]}\n    - access: {allow: [127.0.0.0/8]}\n"
+)
+
+// authHeaders are the request headers a rig's chain needs to let requests through.
+func authHeaders(chain string) []string {
+	switch chain {
+	case apiKeyChain:
+		return []string{"X-API-Key", "bench-key"}
+	case basicAuthChain:
+		return []string{"Authorization", basicHeader("bench", "bench-password")}
+	case corsChain:
+		return []string{"Origin", "https://app.example.com"}
+	}
+	return nil
+}
+
 // newProxyRigWith is newProxyRig with the access log on (written to io.Discard) when accessLog is
 // set, and extra config (such as benchChain) appended.
 func newProxyRigWith(tb testing.TB, path string, accessLog bool, extra string) *proxyRig {
@@ -69,7 +94,7 @@ upstreams:
   backend:
     targets: [{url: "http://`+backend+`"}]
 routes:
-  - {name: user, match: {path: "/users/{id}", methods: [GET]}, upstream: backend}
+  - {name: user, match: {path: "/users/{id}", methods: [GET, OPTIONS]}, upstream: backend}
   - {name: static, match: {path: /static}, upstream: backend}
 `+extra), Options{Log: zerolog.Nop(), Metrics: NewMetrics()})
 	if err != nil {
@@ -86,6 +111,10 @@ routes:
 		r.req.SetRequestURI("http://" + gw + path)
 	}
 	r.req.Header.Set("X-Request-Id", "bench-request")
+	h := authHeaders(extra)
+	for i := 0; i+1 < len(h); i += 2 {
+		r.req.Header.Set(h[i], h[i+1])
+	}
 	tb.Cleanup(func() {
 		fasthttp.ReleaseRequest(r.req)
 		fasthttp.ReleaseResponse(r.resp)
@@ -108,6 +137,9 @@ func BenchmarkProxyGET(b *testing.B) {
 		{"param-route", "/users/42", ""},
 		{"static-route-default-chain", "/static", benchChain},
 		{"https-static-route", "/static", ""},
+		{"static-route-api-key", "/static", apiKeyChain},
+		{"static-route-basic-auth", "/static", basicAuthChain},
+		{"static-route-cors-access", "/static", corsChain},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			rig := newProxyRigWith

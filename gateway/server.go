@@ -183,7 +183,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		filters.ReleaseExchange(x)
 		return
 	}
-	s.access.Log().
+	ev := s.access.Log().
 		Bytes("request_id", x.RequestID).
 		Bytes("client_ip", x.ClientIP).
 		Bytes("method", method).
@@ -195,8 +195,11 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		Str("route", x.Route).
 		Str("upstream", x.Target).
 		Int("attempts", x.Attempts).
-		Int64("upstream_us", x.UpstreamTime.Microseconds()).
-		Msg("")
+		Int64("upstream_us", x.UpstreamTime.Microseconds())
+	if len(x.Consumer) > 0 {
+		ev = ev.Bytes("consumer", x.Consumer)
+	}
+	ev.Msg("")
 	filters.ReleaseExchange(x)
 }
 
@@ -229,7 +232,7 @@ func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange,
 	// The exchange is released before the body is relayed: what the line needs is copied.
 	rec := streamRecord{requestID: string(x.RequestID), clientIP: string(x.ClientIP), method: string(method),
 		host: string(x.Host), path: string(x.Path), route: x.Route, target: x.Target, attempts: x.Attempts,
-		upstreamUS: x.UpstreamTime.Microseconds()}
+		upstreamUS: x.UpstreamTime.Microseconds(), consumer: string(x.Consumer)}
 	st.WatchClient(ctx.Conn(), snap.Server.WriteTimeout, func(n int, result string) {
 		elapsed := time.Since(start)
 		if rm != nil {
@@ -238,7 +241,7 @@ func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange,
 		if !logged {
 			return
 		}
-		s.access.Log().
+		ev := s.access.Log().
 			Str("request_id", rec.requestID).
 			Str("client_ip", rec.clientIP).
 			Str("method", rec.method).
@@ -251,15 +254,18 @@ func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange,
 			Str("upstream", rec.target).
 			Int("attempts", rec.attempts).
 			Int64("upstream_us", rec.upstreamUS).
-			Str("stream", result).
-			Msg("")
+			Str("stream", result)
+		if rec.consumer != "" {
+			ev = ev.Str("consumer", rec.consumer)
+		}
+		ev.Msg("")
 	})
 }
 
 type streamRecord struct {
-	requestID, clientIP, method, host, path, route, target string
-	attempts                                               int
-	upstreamUS                                             int64
+	requestID, clientIP, method, host, path, route, target, consumer string
+	attempts                                                         int
+	upstreamUS                                                       int64
 }
 
 // handleParseError answers requests fasthttp could not read. It maps the size limits to their proper
@@ -300,6 +306,9 @@ func recordTarget(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 func writeError(resp *fasthttp.Response, status int, reason string, id []byte) {
 	resp.ResetBody()
 	resp.SetStatusCode(status)
+	if status == fasthttp.StatusNoContent {
+		return // a gateway answer without a body: a CORS preflight's
+	}
 	resp.Header.SetContentType("application/json")
 	var num [8]byte
 	resp.AppendBodyString(`{"error":"`)

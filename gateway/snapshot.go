@@ -38,10 +38,12 @@ type Snapshot struct {
 	metrics *Metrics                    // nil when not counted
 
 	routeByName map[string]*Route
-	hosts       map[string]*routeTable // exact host names, lower-case, no port
-	wildcards   []*routeTable          // *.suffix tables, longest suffix first
-	anyHost     *routeTable            // routes without match.hosts
-	trusted     []netip.Prefix
+	// adminToken is the SHA-256 of admin.token_file's token; nil when the admin listener is open.
+	adminToken []byte
+	hosts      map[string]*routeTable // exact host names, lower-case, no port
+	wildcards  []*routeTable          // *.suffix tables, longest suffix first
+	anyHost    *routeTable            // routes without match.hosts
+	trusted    []netip.Prefix
 
 	tls          *tlsListener             // nil without server.tls
 	redirectPort string                   // ":8443" in redirects to HTTPS; "" for 443
@@ -52,8 +54,10 @@ type Snapshot struct {
 type Route struct {
 	Name string
 	Pool *upstream.Pool
-	// Match is the route's match block as configured, for tools that describe routes (weir demo).
-	Match MatchConfig
+	// Match is the route's match block as configured, and Filters its compiled filters in chain
+	// order, for tools that describe routes (weir demo).
+	Match   MatchConfig
+	Filters []filters.Filter
 	// handler runs the route's filters around the upstream call.
 	handler filters.Handler
 	metrics *routeMetrics // nil when not counted
@@ -82,6 +86,9 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 		// The strip removed them with the other hop-by-hop headers; this hop asks for the upgrade too.
 		req.Header.Set(fasthttp.HeaderConnection, "Upgrade")
 		req.Header.Set(fasthttp.HeaderUpgrade, "websocket")
+	}
+	if len(x.Consumer) > 0 {
+		req.Header.SetBytesV(headerConsumer, x.Consumer) // every client-sent X-Consumer was stripped
 	}
 	var up *upstream.Upload
 	if body := x.Ctx.RequestBodyStream(); body != nil {
