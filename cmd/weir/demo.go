@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-gateway/weir/filters"
 	"github.com/weir-gateway/weir/gateway"
 )
 
@@ -68,6 +69,26 @@ func echoHandler(name string) fasthttp.RequestHandler {
 
 var paramPattern = regexp.MustCompile(`\{[^}]*\}`)
 
+// demoAPIKey is the key config.yaml's api_key filter accepts (it holds the key's SHA-256 only); the
+// demo's curl line for such a route carries it.
+const demoAPIKey = "weir-demo-key"
+
+// apiKeyArgs returns the curl arguments that give route r the demo key, and the path suffix for a
+// key in the query; both empty when r has no api_key filter accepting it.
+func apiKeyArgs(r *gateway.Route) (header, query string) {
+	for _, f := range r.Filters {
+		if a, ok := f.(*filters.APIKey); ok {
+			if from, ok := a.Accepts(demoAPIKey); ok {
+				if name, isHeader := strings.CutPrefix(from, "header:"); isHeader {
+					return "-H '" + name + ": " + demoAPIKey + "' ", ""
+				}
+				return "", "?" + strings.TrimPrefix(from, "query:") + "=" + demoAPIKey
+			}
+		}
+	}
+	return "", ""
+}
+
 // printDemoHelp prints a curl line per route, with sample values for path parameters, and one over
 // HTTPS when weir serves it.
 func printDemoHelp(w io.Writer, snap *gateway.Snapshot, l gateway.Listeners) {
@@ -100,8 +121,9 @@ func printDemoHelp(w io.Writer, snap *gateway.Snapshot, l gateway.Listeners) {
 		if first == "" && method == "" {
 			first = host + "%s" + path + "    # route " + r.Name
 		}
+		keyHeader, keyQuery := apiKeyArgs(r)
 		if l.HTTP != nil {
-			fmt.Fprintf(w, "  curl -i %s%s%s%s    # route %s\n", method, host, base("http", l.HTTP), path, r.Name)
+			fmt.Fprintf(w, "  curl -i %s%s%s%s%s%s    # route %s\n", method, host, keyHeader, base("http", l.HTTP), path, keyQuery, r.Name)
 		}
 	}
 	if l.HTTPS != nil && first != "" {
