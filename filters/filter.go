@@ -59,9 +59,10 @@ type Exchange struct {
 	ClientIP []byte
 	// RequestID is the value sent upstream and returned in X-Request-ID.
 	RequestID []byte
-	// Consumer names the authenticated caller, set by an authenticating filter (api_key, basic_auth);
+	// Consumer names the authenticated caller, set by an authenticating filter (jwt, api_key, basic_auth);
 	// empty when none ran. It goes upstream as X-Consumer, into the access log, and can key a
-	// rate_limit. The bytes belong to the filter (a name from its config): never modify them.
+	// rate_limit. The bytes belong to the filter (a name from its config, or jwt's cached verdict):
+	// never modify them.
 	Consumer []byte
 	// Host and Path are the request's host and (normalized) path as the client sent them, kept for the
 	// access log: a rewrite changes the ones in Ctx.

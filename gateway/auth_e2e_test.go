@@ -432,3 +432,33 @@ func TestCompile_AuthFilterProblems(t *testing.T) {
 		},
 	})
 }
+
+func TestCompile_JWTFilterProblems(t *testing.T) {
+	runProblemCases(t, []problemCase{{
+		desc: "jwt: both key sources, HS256, a bad header, a bad source",
+		yaml: `upstreams:
+  u:
+    targets: [{url: "http://127.0.0.1:9"}]
+routes:
+  - name: r
+    match: {path: /}
+    upstream: u
+    filters:
+      - jwt:
+          jwks_url: https://idp.example.com/jwks.json
+          jwks_file: jwks.json
+          algorithms: [RS256, HS256, none]
+          forward_claims: {sub: "X User"}
+          from: [query:token]
+          required_claims: {scope: []}
+`,
+		want: []string{
+			`test.yaml:10: routes[0].filters[0].jwt.jwks_url: set exactly one of jwks_url and jwks_file`,
+			`test.yaml:12: routes[0].filters[0].jwt.algorithms[1]: unknown or refused algorithm "HS256"; use RS256, RS384, RS512, PS256, ES256, ES384, EdDSA (HMAC and none are never accepted)`,
+			`test.yaml:12: routes[0].filters[0].jwt.algorithms[2]: unknown or refused algorithm "none"; use RS256, RS384, RS512, PS256, ES256, ES384, EdDSA (HMAC and none are never accepted)`,
+			`test.yaml:13: routes[0].filters[0].jwt.forward_claims.sub: "X User" is not a header name`,
+			`test.yaml:14: routes[0].filters[0].jwt.from[0]: unknown source "query:token"; use header:Authorization, header:NAME or cookie:NAME`,
+			`test.yaml:15: routes[0].filters[0].jwt.required_claims.scope: list the values the claim must hold`,
+		},
+	}})
+}

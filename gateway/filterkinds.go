@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-gateway/weir/filters"
 	"github.com/weir-gateway/weir/filters/basicauth"
+	"github.com/weir-gateway/weir/filters/jwt"
 )
 
 // filterKind builds one kind of filter from its settings node. It reports problems itself and returns
@@ -33,11 +34,12 @@ var filterKinds = map[string]filterKind{
 	"basic_auth":      kindOf(basicauth.New, false),
 	"cors":            kindOf(filters.NewCORS, false),
 	"access":          kindOf(filters.NewAccess, false),
+	"jwt":             kindOf(jwt.New, false),
 }
 
 // authenticating are the filters that identify the caller. A preflight request carries no
 // credentials, so cors must come before them (see checkFilterOrder).
-var authenticating = map[string]bool{"api_key": true, "basic_auth": true}
+var authenticating = map[string]bool{"api_key": true, "basic_auth": true, "jwt": true}
 
 // kindOf adapts a constructor taking a settings struct C: the settings node is decoded strictly into C
 // (with C's `default` tags), then the constructor validates; each ConfigError it returns is placed on

@@ -1,0 +1,186 @@
+package jwt
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	gojwt "github.com/golang-jwt/jwt/v5"
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/filters"
+)
+
+func TestParseJWKS(t *testing.T) {
+	for name, tc := range map[string]struct {
+		set  string
+		kids []string
+		err  bool
+	}{
+		"an encryption key and an HMAC key are skipped": {
+			set:  `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"},{"kty":"OKP","crv":"Ed25519","use":"sig","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},{"kty":"OKP","crv":"Ed25519","use":"enc","kid":"x","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`,
+			kids: []string{"e"},
+		},
+		"an EC point off the curve": {
+			set: `{"keys":[{"kty":"EC","crv":"P-256","kid":"p","x":"` + b64(make([]byte, 32)) + `","y":"` + b64(make([]byte, 32)) + `"}]}`,
+			err: true,
+		},
+		"a short RSA modulus": {set: `{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"}]}`, err: true},
+		"no usable key":       {set: `{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`, err: true},
+		"not JSON":            {set: `<html>`, err: true},
+	} {
+		k, err := parseJWKS([]byte(tc.set))
+		if (err != nil) != tc.err {
+			t.Errorf("%s: err %v, want error %v", name, err, tc.err)
+			continue
+		}
+		if len(k) != len(tc.kids) {
+			t.Errorf("%s: %d keys, want %v", name, len(k), tc.kids)
+		}
+		for _, kid := range tc.kids {
+			if _, ok := k[kid]; !ok {
+				t.Errorf("%s: kid %q missing", name, kid)
+			}
+		}
+	}
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func TestMaxAge(t *testing.T) {
+	for cc, want := range map[string]time.Duration{
+		"": 0, "max-age=600": 10 * time.Minute, "public, max-age=60, must-revalidate": time.Minute,
+		"no-store, max-age=60": 0, "max-age=x": 0, "max-age=999999": 24 * time.Hour,
+	} {
+		if got := maxAge(cc); got != want {
+			t.Errorf("maxAge(%q) = %v, want %v", cc, got, want)
+		}
+	}
+}
+
+func TestHolds(t *testing.T) {
+	for _, tc := range []struct {
+		claim any
+		want  []string
+		ok    bool
+	}{
+		{"orders:read orders:write", []string{"orders:read"}, true},
+		{"orders:read orders:write", []string{"orders:read", "orders:write"}, true},
+		{"orders:reader", []string{"orders:read"}, false},
+		{[]any{"admin", "ops"}, []string{"ops"}, true},
+		{[]any{"admin", 3.0}, []string{"3"}, false},
+		{true, []string{"true"}, true},
+		{nil, []string{"x"}, false},
+	} {
+		if got := holds(tc.claim, tc.want); got != tc.ok {
+			t.Errorf("holds(%#v, %v) = %v, want %v", tc.claim, tc.want, got, tc.ok)
+		}
+	}
+}
+
+// benchFilter builds a filter on a JWKS file holding the key and returns a token maker for it.
+func benchFilter(b *testing.B, alg string, cached int) (*Filter, func(sub string) []byte) {
+	var priv crypto.Signer
+	var jwk map[string]string
+	switch alg {
+	case "RS256":
+		k, _ := rsa.GenerateKey(rand.Reader, 2048)
+		priv, jwk = k, map[string]string{"kty": "RSA", "kid": "k", "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
+	case "ES256":
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		raw, _ := k.PublicKey.Bytes()
+		priv, jwk = k, map[string]string{"kty": "EC", "kid": "k", "crv": "P-256", "x": b64(raw[1:33]), "y": b64(raw[33:])}
+	}
+	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{jwk}})
+	file := filepath.Join(b.TempDir(), "jwks.json")
+	if err := os.WriteFile(file, set, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	f, err := New(Config{JWKSFile: file, Issuer: "https://idp/", Audiences: []string{"api"}, Algorithms: []string{alg},
+		Leeway: time.Second, RequireExp: true, RequiredClaims: map[string][]string{"scope": {"read"}},
+		ForwardClaims: map[string]string{"email": "X-User-Email"}, ConsumerClaim: "sub", JWKSRefresh: time.Minute,
+		JWKSMinRefresh: time.Second, JWKSTimeout: time.Second, MaxCachedTokens: cached, Realm: "weir"}, filters.Env{Now: time.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f, func(sub string) []byte {
+		tok := gojwt.NewWithClaims(gojwt.GetSigningMethod(alg), gojwt.MapClaims{"iss": "https://idp/", "aud": "api", "sub": sub,
+			"email": sub + "@example.com", "scope": "read write", "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
+		tok.Header["kid"] = "k"
+		s, err := tok.SignedString(priv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return []byte("Bearer " + s)
+	}
+}
+
+type pass struct{}
+
+func (pass) Serve(x *filters.Exchange) { x.Ctx.Response.SetStatusCode(200) }
+
+func run(b *testing.B, h filters.Handler, ctx *fasthttp.RequestCtx, auth []byte) {
+	ctx.Request.Header.SetBytesV("Authorization", auth)
+	x := filters.AcquireExchange(ctx)
+	h.Serve(x)
+	if x.Status != 0 {
+		b.Fatalf("refused: %d %s", x.Status, x.Reason)
+	}
+	filters.ReleaseExchange(x)
+}
+
+// BenchmarkJWT: the same token again (a cache hit), a token never seen (the full check; the
+// cache is off so that every iteration does it), and 10,000 distinct tokens in turn (a cache of
+// 10,000 holds them all after the first round).
+func BenchmarkJWT(b *testing.B) {
+	for _, alg := range []string{"RS256", "ES256"} {
+		b.Run(alg+"/repeated", func(b *testing.B) {
+			f, mk := benchFilter(b, alg, 10000)
+			h, auth := f.Wrap(pass{}), mk("user-1")
+			var ctx fasthttp.RequestCtx
+			run(b, h, &ctx, auth)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				run(b, h, &ctx, auth)
+			}
+		})
+		b.Run(alg+"/first-seen", func(b *testing.B) {
+			f, mk := benchFilter(b, alg, 0)
+			h, auth := f.Wrap(pass{}), mk("user-1")
+			var ctx fasthttp.RequestCtx
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				run(b, h, &ctx, auth)
+			}
+		})
+		b.Run(alg+"/10000-distinct", func(b *testing.B) {
+			f, mk := benchFilter(b, alg, 10000)
+			h := f.Wrap(pass{})
+			toks := make([][]byte, 10000)
+			for i := range toks {
+				toks[i] = mk(fmt.Sprint("user-", i))
+			}
+			var ctx fasthttp.RequestCtx
+			for _, t := range toks {
+				run(b, h, &ctx, t)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				run(b, h, &ctx, toks[i%len(toks)])
+			}
+		})
+	}
+}
