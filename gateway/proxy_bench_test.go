@@ -3,11 +3,14 @@ package gateway
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/json"
+	gojwt "github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +51,14 @@ var (
 		return "\ndefaults:\n  filters:\n    - basic_auth: {users: {bench: \"" + string(h) + "\"}}\n"
 	}()
 	corsChain = "\ndefaults:\n  filters:\n    - cors: {allow_origins: [https://app.example.com]}\n    - access: {allow: [127.0.0.0/8]}\n"
+	// jwtChain's JWKS_FILE is replaced by a file holding benchSigner's key (see newRig).
+	jwtChain = "\ndefaults:\n  filters:\n    - jwt: {jwks_file: JWKS_FILE, audiences: [bench], forward_claims: {email: X-User-Email}}\n"
 )
+
+// benchSigner signs the rig's tokens for jwtChain, one key for the whole test binary.
+var benchSigner = sync.OnceValue(func() signer {
+	return newSigner(&testing.T{}, "bench", "ES256")
+})
 
 // authHeaders are the request headers a rig's chain needs to let requests through.
 func authHeaders(chain string) []string {
@@ -59,6 +69,10 @@ func authHeaders(chain string) []string {
 		return []string{"Authorization", basicHeader("bench", "bench-password")}
 	case corsChain:
 		return []string{"Origin", "https://app.example.com"}
+	case jwtChain:
+		s := benchSigner()
+		tok := s.token(&testing.T{}, gojwt.MapClaims{"aud": "bench", "email": "bench@example.com"})
+		return []string{"Authorization", "Bearer " + tok}
 	}
 	return nil
 }
@@ -77,6 +91,11 @@ func newHTTPSProxyRig(tb testing.TB, path string, accessLog bool, extra string) 
 
 func newRig(tb testing.TB, path string, accessLog bool, extra string, https bool) *proxyRig {
 	body := []byte("Hello, World!") // 13 bytes, the bench/ "small GET" size
+	config := extra
+	if extra == jwtChain {
+		set, _ := json.Marshal(map[string]any{"keys": []map[string]string{benchSigner().jwk()}})
+		config = strings.Replace(extra, "JWKS_FILE", strconv.Quote(writeConfigFile(tb, string(set))), 1)
+	}
 	backend := startBackend(tb, func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentType("text/plain")
 		ctx.SetBody(body)
@@ -96,7 +115,7 @@ upstreams:
 routes:
   - {name: user, match: {path: "/users/{id}", methods: [GET, OPTIONS]}, upstream: backend}
   - {name: static, match: {path: /static}, upstream: backend}
-`+extra), Options{Log: zerolog.Nop(), Metrics: NewMetrics()})
+`+config), Options{Log: zerolog.Nop(), Metrics: NewMetrics()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -140,6 +159,7 @@ func BenchmarkProxyGET(b *testing.B) {
 		{"static-route-api-key", "/static", apiKeyChain},
 		{"static-route-basic-auth", "/static", basicAuthChain},
 		{"static-route-cors-access", "/static", corsChain},
+		{"static-route-jwt-es256", "/static", jwtChain},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			rig := newProxyRigWith
