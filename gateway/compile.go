@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fasthttp/router"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
@@ -442,6 +443,7 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 		r.Pool = s.pools[rc.Upstream] // nil when the pool itself is invalid; reported there
 	}
 	methods := c.methods(path+".match.methods", rc.Match.Methods)
+	r.conds = c.conditions(path+".match", rc.Match)
 	hosts := c.hosts(path+".match.hosts", rc.Match.Hosts)
 	if rc.Match.Path == "" {
 		c.problem(path+".match.path", "every route needs a path pattern, like /api/users/{id} or /{rest:*}")
@@ -484,8 +486,13 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	r.handler = filters.Chain(r.Filters, upstreamStep{pool: r.Pool, log: c.opts.Log, route: r, server: &s.Server})
 	for _, h := range hosts {
 		t := s.table(h)
-		if err := t.add(rc.Match.Path, methods, r.record); err != nil {
+		other, err := t.add(rc.Match.Path, methods, r)
+		if err != nil {
 			c.problem(path+".match.path", "%v", err)
+			return
+		}
+		if other != nil {
+			c.problem(path+".match", "route %q already matches the same host, path, method and conditions; give one of them another condition (headers, query, cookies) or remove it", other.Name)
 			return
 		}
 	}
@@ -543,23 +550,40 @@ func (c *compiler) hosts(path string, hs []string) []string {
 
 // add registers pattern for methods (all methods when empty) and turns the router's registration panics
 // into errors.
-func (t *routeTable) add(pattern string, methods []string, h fasthttp.RequestHandler) (err error) {
+// add registers r for pattern and methods (any method when empty). Routes for the same pattern and
+// method share one routeGroup; other is a route already there with the same conditions.
+func (t *routeTable) add(pattern string, methods []string, r *Route) (other *Route, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("path pattern %q cannot be added: %v", pattern, p)
 		}
 	}()
-	if len(methods) == 0 {
-		t.router.ANY(pattern, h)
-		return nil
+	if t.groups == nil {
+		t.groups = map[string]*routeGroup{}
 	}
-	for _, m := range methods {
-		t.router.Handle(m, pattern, h)
-		if !slices.Contains(t.methods, m) {
+	keys := methods
+	if len(keys) == 0 {
+		keys = []string{router.MethodWild}
+	}
+	for _, m := range keys {
+		g := t.groups[m+" "+pattern]
+		if g == nil {
+			g = &routeGroup{wild: m == router.MethodWild}
+			t.groups[m+" "+pattern] = g
+			if g.wild {
+				t.router.ANY(pattern, g.record)
+			} else {
+				t.router.Handle(m, pattern, g.record)
+			}
+		}
+		if o := g.add(r); o != nil {
+			return o, nil
+		}
+		if !g.wild && !slices.Contains(t.methods, m) {
 			t.methods = append(t.methods, m)
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -280,6 +280,11 @@ type MatchConfig struct {
 	Path string `yaml:"path"`
 	// Methods restricts the route to these methods; absent means any method.
 	Methods []string `yaml:"methods"`
+	// Headers, Query and Cookies are conditions that must all hold. Among routes with the same
+	// hosts, path and method, those with more conditions are tried first, then file order.
+	Headers []ValueMatch `yaml:"headers"`
+	Query   []ValueMatch `yaml:"query"`
+	Cookies []ValueMatch `yaml:"cookies"`
 }
 
 // FilterSpec is one entry of a filter list: a single key naming the filter, with its settings.

@@ -820,7 +820,7 @@ routes:
       path: /x
     upstream: api
 `,
-			want: []string{`test.yaml:14: routes[1].match.path: path pattern "/x" cannot be added: a handler is already registered for path '/x'`},
+			want: []string{`test.yaml:12: routes[1].match: route "r" already matches the same host, path, method and conditions; give one of them another condition (headers, query, cookies) or remove it`},
 		},
 		{
 			desc: "same pattern twice for any host with an overlapping method",
@@ -840,7 +840,7 @@ routes:
       methods: [GET, POST]
     upstream: api
 `,
-			want: []string{`test.yaml:13: routes[1].match.path: path pattern "/x" cannot be added: a handler is already registered for path '/x'`},
+			want: []string{`test.yaml:12: routes[1].match: route "r" already matches the same host, path, method and conditions; give one of them another condition (headers, query, cookies) or remove it`},
 		},
 		{
 			desc: "wildcard with an empty name",

@@ -58,6 +58,8 @@ type Route struct {
 	// order, for tools that describe routes (weir demo).
 	Match   MatchConfig
 	Filters []filters.Filter
+	// conds are the match block's header, query and cookie conditions.
+	conds []condition
 	// handler runs the route's filters around the upstream call.
 	handler filters.Handler
 	metrics *routeMetrics // nil when not counted
@@ -66,11 +68,9 @@ type Route struct {
 	wsIdle    time.Duration
 }
 
+// matchedRouteKey is the user value under which the router's handler (routeGroup.record) notes the
+// group it found: the router only decides, Snapshot.match acts on it.
 type matchedRouteKey struct{}
-
-// record is what the route registers with the router. The router only decides; record notes the
-// decision on the request so the gateway can act on it (see Snapshot.match).
-func (r *Route) record(ctx *fasthttp.RequestCtx) { ctx.SetUserValue(matchedRouteKey{}, r) }
 
 // upstreamStep ends every route's chain: it picks a target and forwards to it.
 type upstreamStep struct {
@@ -135,7 +135,8 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 type routeTable struct {
 	suffix  string // for wildcard tables: ".example.com"
 	router  *router.Router
-	methods []string // methods registered by method-restricted routes, for the Allow header of a 405
+	methods []string               // methods registered by method-restricted routes, for the Allow header of a 405
+	groups  map[string]*routeGroup // by "METHOD pattern" ("* pattern" for any method)
 }
 
 func (s *Snapshot) table(host string) *routeTable {
@@ -190,6 +191,7 @@ func (s *Snapshot) match(ctx *fasthttp.RequestCtx, host, path []byte) (*Route, s
 		tables = append(tables, s.anyHost)
 	}
 	method, p := b2s(ctx.Method()), b2s(path)
+	pathFound := false
 	for _, t := range tables {
 		// The router gets no ctx: with one it would store path parameters as boxed user values,
 		// allocating on every request, and the gateway does not use them.
@@ -199,11 +201,23 @@ func (s *Snapshot) match(ctx *fasthttp.RequestCtx, host, path []byte) (*Route, s
 			// PROPFIND...) before trying the any-method routes.
 			h, _ = t.router.Lookup(router.MethodWild, p, nil)
 		}
-		if h != nil {
+		for h != nil {
+			pathFound = true
 			h(ctx)
-			r, _ := ctx.UserValue(matchedRouteKey{}).(*Route)
-			return r, ""
+			g, _ := ctx.UserValue(matchedRouteKey{}).(*routeGroup)
+			if r := g.pick(ctx); r != nil {
+				return r, ""
+			}
+			// None of the method's routes has its conditions met: the any-method routes of the same
+			// path come next, then the next host table.
+			h = nil
+			if !g.wild {
+				h, _ = t.router.Lookup(router.MethodWild, p, nil)
+			}
 		}
+	}
+	if pathFound {
+		return nil, "" // the path is there, but no route's conditions hold: 404
 	}
 	return nil, allowed(tables, p)
 }
