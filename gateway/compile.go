@@ -431,7 +431,10 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	default:
 		names[rc.Name] = len(names)
 	}
-	r := &Route{Name: rc.Name, Match: rc.Match, webSocket: rc.WebSocket.Enabled, wsIdle: rc.WebSocket.IdleTimeout}
+	r := &Route{Name: rc.Name, Match: rc.Match, webSocket: rc.WebSocket.Enabled, wsIdle: rc.WebSocket.IdleTimeout, timeout: rc.Timeout}
+	if rc.Timeout < 0 {
+		c.problem(path+".timeout", "must be more than zero (or absent for the pool's timeout)")
+	}
 	if rc.WebSocket.Enabled {
 		c.positive(path+".websocket.idle_timeout", rc.WebSocket.IdleTimeout)
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -182,4 +183,23 @@ routes:
 	expectStatus(t, request(t, gw, "GET", "/users/7", "Cookie", "beta=1"), 200, "cookie only")
 	stable.take(t)
 	beta.expectNone(t)
+}
+
+// routes[].timeout replaces the pool's per-attempt timeout, longer or shorter.
+func TestRoute_TimeoutOverridesThePools(t *testing.T) {
+	slow := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(300 * time.Millisecond)
+		ctx.SetBodyString("late")
+	})
+	gw, _ := startGateway(t, `upstreams:
+  u: {targets: [{url: "http://`+slow+`"}], timeout: 100ms, retries: {attempts: 1}}
+  patient: {targets: [{url: "http://`+slow+`"}], timeout: 5s, retries: {attempts: 1}}
+routes:
+  - {name: default, match: {path: /default}, upstream: u}
+  - {name: reports, match: {path: /reports}, upstream: u, timeout: 2s}
+  - {name: hurried, match: {path: /hurried}, upstream: patient, timeout: 50ms}
+`)
+	expectStatus(t, request(t, gw, "GET", "/default"), 504, "the pool's 100ms")
+	expectStatus(t, request(t, gw, "GET", "/reports"), 200, "the route's 2s")
+	expectStatus(t, request(t, gw, "GET", "/hurried"), 504, "the route's 50ms on a 5s pool")
 }

@@ -258,6 +258,9 @@ type RouteConfig struct {
 	Filters  []FilterSpec `yaml:"filters"`
 	// WebSocket says whether the route relays WebSocket upgrades.
 	WebSocket WebSocketConfig `yaml:"websocket"`
+	// Timeout, when set, replaces the pool's per-attempt timeout for this route (a slow report
+	// endpoint on a pool of fast ones).
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // WebSocketConfig is a route's WebSocket relaying. A request with Connection: Upgrade and

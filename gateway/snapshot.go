@@ -60,6 +60,8 @@ type Route struct {
 	Filters []filters.Filter
 	// conds are the match block's header, query and cookie conditions.
 	conds []condition
+	// timeout, when not zero, replaces the pool's per-attempt timeout for this route.
+	timeout time.Duration
 	// handler runs the route's filters around the upstream call.
 	handler filters.Handler
 	metrics *routeMetrics // nil when not counted
@@ -99,7 +101,7 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 			return
 		}
 	}
-	out, err := u.pool.Do(req, &x.Ctx.Response, x.ClientIP)
+	out, err := u.pool.Do(req, &x.Ctx.Response, x.ClientIP, u.route.timeout)
 	if out.Tunnel != nil {
 		x.Tunnel = out.Tunnel
 	}

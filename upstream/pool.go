@@ -52,6 +52,9 @@ type Pool struct {
 	Weights []int // parallel to Targets
 	hashKey HashKey
 	timeout time.Duration
+	// deadlineSet: retries.deadline was configured; otherwise it follows attempts × the timeout in
+	// force (the pool's or the route's).
+	deadlineSet bool
 
 	streaming Streaming
 	streams   StreamCounters
@@ -77,7 +80,8 @@ func NewPool(s Settings, existing func(key string) *Target) *Pool {
 	if p.retry.Attempts < 1 {
 		p.retry.Attempts = 1
 	}
-	if p.retry.Deadline <= 0 {
+	p.deadlineSet = p.retry.Deadline > 0
+	if !p.deadlineSet {
 		p.retry.Deadline = time.Duration(p.retry.Attempts) * s.Timeout
 	}
 	for _, spec := range s.Targets {

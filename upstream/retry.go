@@ -113,12 +113,20 @@ type Outcome struct {
 
 // Do sends req to the pool and reads the answer into resp, retrying on other targets as the policy
 // allows. It returns the last attempt's error. A retried status answer is discarded; the last one is
-// kept for the client.
-func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte) (out Outcome, err error) {
+// kept for the client. timeout, when not zero, replaces the pool's per-attempt timeout (a route's
+// own).
+func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte, timeout time.Duration) (out Outcome, err error) {
+	perAttempt, total := p.timeout, p.retry.Deadline
+	if timeout > 0 {
+		perAttempt = timeout
+		if !p.deadlineSet {
+			total = time.Duration(p.retry.Attempts) * timeout // the default, attempts × timeout
+		}
+	}
 	start := time.Now()
 	now := start
 	p.budget.request(budgetSecond(now))
-	deadline := now.Add(p.retry.Deadline)
+	deadline := now.Add(total)
 	// HTTP/1.0 allows a request without Host; the HTTP/1.1 it is forwarded as does not. Each attempt
 	// then names its own target.
 	noHost := len(req.Header.Host()) == 0
@@ -139,7 +147,7 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 		if noHost {
 			req.Header.SetHost(t.Addr)
 		}
-		timeout := min(p.timeout, deadline.Sub(now))
+		timeout := min(perAttempt, deadline.Sub(now))
 		out.Tunnel, err = p.forwardTo(req, resp, t, now, timeout)
 		now = time.Now()
 		out.Elapsed = now.Sub(start)
