@@ -431,7 +431,7 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	default:
 		names[rc.Name] = len(names)
 	}
-	r := &Route{Name: rc.Name, Match: rc.Match, webSocket: rc.WebSocket.Enabled, wsIdle: rc.WebSocket.IdleTimeout, timeout: rc.Timeout}
+	r := &Route{Name: rc.Name, Match: rc.Match, webSocket: rc.WebSocket.Enabled, wsIdle: rc.WebSocket.IdleTimeout}
 	if rc.Timeout < 0 {
 		c.problem(path+".timeout", "must be more than zero (or absent for the pool's timeout)")
 	}
@@ -486,7 +486,8 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 		return
 	}
 	r.Filters = append(defaults, own...)
-	r.handler = filters.Chain(r.Filters, upstreamStep{pool: r.Pool, log: c.opts.Log, route: r, server: &s.Server})
+	r.handler = filters.Chain(r.Filters, upstreamStep{pool: r.Pool, log: c.opts.Log, route: r, server: &s.Server,
+		timeout: rc.Timeout})
 	for _, h := range hosts {
 		t := s.table(h)
 		other, err := t.add(rc.Match.Path, methods, r)

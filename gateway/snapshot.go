@@ -60,8 +60,6 @@ type Route struct {
 	Filters []filters.Filter
 	// conds are the match block's header, query and cookie conditions.
 	conds []condition
-	// timeout, when not zero, replaces the pool's per-attempt timeout for this route.
-	timeout time.Duration
 	// handler runs the route's filters around the upstream call.
 	handler filters.Handler
 	metrics *routeMetrics // nil when not counted
@@ -76,10 +74,11 @@ type matchedRouteKey struct{}
 
 // upstreamStep ends every route's chain: it picks a target and forwards to it.
 type upstreamStep struct {
-	pool   *upstream.Pool
-	log    zerolog.Logger
-	route  *Route
-	server *ServerConfig
+	pool    *upstream.Pool
+	log     zerolog.Logger
+	route   *Route
+	server  *ServerConfig
+	timeout time.Duration // the route's; 0: the pool's
 }
 
 func (u upstreamStep) Serve(x *filters.Exchange) {
@@ -101,7 +100,7 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 			return
 		}
 	}
-	out, err := u.pool.Do(req, &x.Ctx.Response, x.ClientIP, u.route.timeout)
+	out, err := u.pool.Do(req, &x.Ctx.Response, x.ClientIP, u.timeout)
 	if out.Tunnel != nil {
 		x.Tunnel = out.Tunnel
 	}
