@@ -169,7 +169,7 @@ func (s *breakerStep) Serve(x *Exchange) {
 	}
 	var buf [20]byte
 	x.Ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, strconv.AppendInt(buf[:0], max(retryAfter, 1), 10))
-	x.Reject(fasthttp.StatusServiceUnavailable, "circuit breaker open")
+	x.Reject(fasthttp.StatusServiceUnavailable, ReasonCircuitOpen)
 }
 
 // outcome judges what the rest of the chain did with an admitted request.

@@ -45,6 +45,8 @@ type Counters struct {
 	// BreakerTransition returns the counter of a circuit_breaker's transitions into state (closed,
 	// half-open, open).
 	BreakerTransition func(state string) Counter
+	// Fallback returns the counter of a fallback's answers for cause (a status or a named cause).
+	Fallback func(cause string) Counter
 }
 
 type nopCounter struct{}
@@ -56,6 +58,13 @@ func (c Counters) rateLimited() Counter {
 		return nopCounter{}
 	}
 	return c.RateLimited
+}
+
+func (c Counters) fallback(cause string) Counter {
+	if c.Fallback == nil {
+		return nopCounter{}
+	}
+	return c.Fallback(cause)
 }
 
 func (c Counters) breakerTransition(state string) Counter {

@@ -73,6 +73,9 @@ type Exchange struct {
 	// upstream, and the response phase of earlier steps sees an empty response.
 	Status int
 	Reason string
+	// Fallback names the cause a fallback filter answered in place of (a status, circuit_open,
+	// no_target, rate_limited); empty when none did.
+	Fallback string
 	// Failed means the upstream failed to produce a usable response (unreachable, timed out,
 	// malformed). A 503 because weir's own connection limit to it was reached is not its failure.
 	Failed bool

@@ -144,7 +144,7 @@ func (s *rateLimitStep) Serve(x *Exchange) {
 		s.setHeaders(&x.Ctx.Response.Header, 0, wait)
 		var buf [20]byte
 		x.Ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, strconv.AppendInt(buf[:0], wait, 10))
-		x.Reject(fasthttp.StatusTooManyRequests, "rate limit exceeded")
+		x.Reject(fasthttp.StatusTooManyRequests, ReasonRateLimited)
 		s.rejected.Inc()
 		return
 	}

@@ -35,6 +35,7 @@ var filterKinds = map[string]filterKind{
 	"cors":            kindOf(filters.NewCORS, false),
 	"access":          kindOf(filters.NewAccess, false),
 	"jwt":             kindOf(jwt.New, false),
+	"fallback":        kindOf(filters.NewFallback, false),
 }
 
 // authenticating are the filters that identify the caller. A preflight request carries no

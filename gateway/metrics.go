@@ -43,6 +43,7 @@ type Metrics struct {
 	ejections        *prometheus.CounterVec // upstream, target
 
 	rateLimited        *prometheus.CounterVec // route
+	fallbacks          *prometheus.CounterVec // route, cause
 	breakerTransitions *prometheus.CounterVec // route, to
 
 	tlsHandshakeFailures *prometheus.CounterVec // reason
@@ -88,6 +89,7 @@ func NewMetrics() *Metrics {
 	m.tunnelBytes = counter("weir_websocket_bytes_total", "Bytes relayed through WebSocket tunnels, by route and direction: to_upstream, to_client.", "route", "direction")
 	m.ejections = counter("weir_upstream_ejections_total", "Targets taken out of rotation by passive health.", "upstream", "target")
 	m.rateLimited = counter("weir_rate_limit_rejections_total", "Requests refused by a rate_limit filter.", "route")
+	m.fallbacks = counter("weir_fallbacks_total", "Answers a fallback filter gave in place of a failure, by cause (a 5xx status, circuit_open, no_target, rate_limited).", "route", "cause")
 	m.breakerTransitions = counter("weir_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", "route", "to")
 	m.tlsHandshakeFailures = counter("weir_tls_handshake_failures_total", "Failed TLS handshakes on the HTTPS listener, by reason: plain_http, not_tls, timeout, client_closed, protocol_version, no_shared_cipher, no_client_certificate, bad_client_certificate, client_alert, no_certificate, other.", "reason")
 	m.reloads = counter("weir_config_reloads_total", "Config reload attempts, by result: applied, unchanged, rejected, unreadable.", "result")
@@ -169,6 +171,7 @@ func (m *Metrics) prune(active *Snapshot) {
 		m.requests.DeletePartialMatch(labels)
 		m.duration.DeletePartialMatch(labels)
 		m.rateLimited.DeletePartialMatch(labels)
+		m.fallbacks.DeletePartialMatch(labels)
 		m.breakerTransitions.DeletePartialMatch(labels)
 		m.tunnelsOpen.DeletePartialMatch(labels)
 		m.tunnelBytes.DeletePartialMatch(labels)
@@ -273,6 +276,7 @@ func (m *Metrics) filterCounters(route string) filters.Counters {
 	return filters.Counters{
 		RateLimited:       m.rateLimited.WithLabelValues(route),
 		BreakerTransition: func(state string) filters.Counter { return m.breakerTransitions.WithLabelValues(route, state) },
+		Fallback:          func(cause string) filters.Counter { return m.fallbacks.WithLabelValues(route, cause) },
 	}
 }
 

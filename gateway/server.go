@@ -199,6 +199,9 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 	if len(x.Consumer) > 0 {
 		ev = ev.Bytes("consumer", x.Consumer)
 	}
+	if x.Fallback != "" {
+		ev = ev.Str("fallback", x.Fallback)
+	}
 	ev.Msg("")
 	filters.ReleaseExchange(x)
 }

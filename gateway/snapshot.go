@@ -123,7 +123,7 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 		f := upstream.Classify(err)
 		if !f.Local && u.pool.NoneAvailable() {
 			// Every target is known down: that is the gateway having nowhere to send the request.
-			f = upstream.Failure{Status: fasthttp.StatusServiceUnavailable, Reason: "no healthy upstream target"}
+			f = upstream.Failure{Status: fasthttp.StatusServiceUnavailable, Reason: filters.ReasonNoTarget}
 		}
 		x.Failed = !f.Local
 		x.Reject(f.Status, f.Reason)
