@@ -43,11 +43,16 @@ var (
 // CircuitBreaker is a compiled circuit_breaker filter.
 type CircuitBreaker struct {
 	route       string
-	cb          *gobreaker.CircuitBreaker[struct{}]
+	parts       []*breakerPart // one per pool of the route's split (Env.Splits), else one
 	openTimeout time.Duration
 	now         func() time.Time
-	openedAt    atomic.Int64 // UnixNano of the last transition to open, for Retry-After
-	failing     [10]uint64   // bit set of failure statuses 0..639
+	failing     [10]uint64 // bit set of failure statuses 0..639
+}
+
+// breakerPart is the breaker of one pool: a failing canary opens its own, not the stable pool's.
+type breakerPart struct {
+	cb       *gobreaker.CircuitBreaker[struct{}]
+	openedAt atomic.Int64 // UnixNano of the last transition to open, for Retry-After
 }
 
 // NewCircuitBreaker validates cfg and builds the filter.
@@ -96,45 +101,69 @@ func NewCircuitBreaker(cfg CircuitBreakerConfig, env Env) (*CircuitBreaker, erro
 		return nil, errors.Join(errs...)
 	}
 
-	st := gobreaker.Settings{
-		Name:        env.Route,
-		MaxRequests: uint32(cfg.HalfOpenRequests),
-		Timeout:     cfg.OpenTimeout,
-		IsSuccessful: func(err error) bool {
-			return err == nil
-		},
-		IsExcluded: func(err error) bool { return err == errNotJudged },
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			if cfg.ConsecutiveFailures > 0 && c.ConsecutiveFailures >= uint32(cfg.ConsecutiveFailures) {
-				return true
-			}
-			// Only judged requests count: gobreaker's Requests also holds requests still in flight
-			// and those a later step rejected, which say nothing about the upstream.
-			judged := c.TotalSuccesses + c.TotalFailures
-			return cfg.FailureRatio > 0 && judged >= uint32(cfg.MinRequests) &&
-				float64(c.TotalFailures) >= cfg.FailureRatio*float64(judged)
-		},
-		// Called with the breaker's lock held: record and log, never call back into the breaker.
-		OnStateChange: func(name string, from, to gobreaker.State) {
-			if to == gobreaker.StateOpen {
-				b.openedAt.Store(b.now().UnixNano())
-			}
-			transitions[to].Inc()
-			env.Log.Warn().Str("route", name).Str("from", from.String()).Str("to", to.String()).
-				Msg("circuit breaker state changed")
-		},
+	pools := env.Splits
+	if len(pools) == 0 {
+		pools = []string{""}
 	}
-	if cfg.FailureRatio > 0 {
-		// Counts are kept in ten buckets that roll, so the ratio is over the last Window, not since
-		// the last reset.
-		st.Interval, st.BucketPeriod = cfg.Window, cfg.Window/10
+	for _, pool := range pools {
+		part := &breakerPart{}
+		name := env.Route
+		if pool != "" {
+			name += " -> " + pool
+		}
+		st := gobreaker.Settings{
+			Name:        name,
+			MaxRequests: uint32(cfg.HalfOpenRequests),
+			Timeout:     cfg.OpenTimeout,
+			IsSuccessful: func(err error) bool {
+				return err == nil
+			},
+			IsExcluded: func(err error) bool { return err == errNotJudged },
+			ReadyToTrip: func(c gobreaker.Counts) bool {
+				if cfg.ConsecutiveFailures > 0 && c.ConsecutiveFailures >= uint32(cfg.ConsecutiveFailures) {
+					return true
+				}
+				judged := c.TotalSuccesses + c.TotalFailures
+				return cfg.FailureRatio > 0 && judged >= uint32(cfg.MinRequests) &&
+					float64(c.TotalFailures) >= cfg.FailureRatio*float64(judged)
+			},
+			OnStateChange: func(name string, from, to gobreaker.State) {
+				if to == gobreaker.StateOpen {
+					part.openedAt.Store(b.now().UnixNano())
+				}
+				transitions[to].Inc()
+				ev := env.Log.Warn().Str("route", env.Route)
+				if pool != "" {
+					ev = ev.Str("upstream", pool)
+				}
+				ev.Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker state changed")
+			},
+		}
+		if cfg.FailureRatio > 0 {
+			st.Interval, st.BucketPeriod = cfg.Window, cfg.Window/10
+		}
+		part.cb = gobreaker.NewCircuitBreaker[struct{}](st)
+		b.parts = append(b.parts, part)
 	}
-	b.cb = gobreaker.NewCircuitBreaker[struct{}](st)
 	return b, nil
 }
 
-// State is the breaker's current state, for tests and metrics.
-func (b *CircuitBreaker) State() gobreaker.State { return b.cb.State() }
+// State is the breaker's current state, for tests and metrics: the most open of its pools'.
+func (b *CircuitBreaker) State() gobreaker.State {
+	worst := gobreaker.StateClosed
+	for _, p := range b.parts {
+		switch st := p.cb.State(); {
+		case st == gobreaker.StateOpen:
+			return st
+		case st == gobreaker.StateHalfOpen:
+			worst = st
+		}
+	}
+	return worst
+}
+
+// PoolState is the state of the breaker of the split's i-th pool.
+func (b *CircuitBreaker) PoolState(i int) gobreaker.State { return b.parts[i].cb.State() }
 
 // Route is the name of the route the breaker guards.
 func (b *CircuitBreaker) Route() string { return b.route }
@@ -153,14 +182,18 @@ func (s *breakerStep) Serve(x *Exchange) {
 	// Execute reports the outcome of every request it admitted, even when the rest of the chain
 	// panics (it records a failure and re-panics), so a half-open probe can never go unreported and
 	// leave the breaker stuck. The closure does not escape: no allocation.
-	_, err := s.cb.Execute(func() (struct{}, error) {
+	part := s.parts[0]
+	if x.Split > 0 && x.Split < len(s.parts) {
+		part = s.parts[x.Split]
+	}
+	_, err := part.cb.Execute(func() (struct{}, error) {
 		s.next.Serve(x)
 		return struct{}{}, s.outcome(x)
 	})
 	var retryAfter int64
 	switch err {
 	case gobreaker.ErrOpenState:
-		remaining := s.openTimeout - s.now().Sub(time.Unix(0, s.openedAt.Load()))
+		remaining := s.openTimeout - s.now().Sub(time.Unix(0, part.openedAt.Load()))
 		retryAfter = int64((max(remaining, 0) + time.Second - 1) / time.Second)
 	case gobreaker.ErrTooManyRequests: // half-open and all probe slots taken
 		retryAfter = 1

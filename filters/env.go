@@ -22,6 +22,9 @@ type Env struct {
 	Log zerolog.Logger
 	// Counters are the route's counters; the zero value counts nothing.
 	Counters Counters
+	// Splits names the pools of the route's split, in order (empty without one): a filter whose state
+	// is about the upstream (a circuit_breaker) keeps one per pool, chosen by Exchange.Split.
+	Splits []string
 	// Dir is the config file's directory: relative file names in a filter's settings are resolved
 	// against it.
 	Dir string

@@ -73,6 +73,10 @@ type Exchange struct {
 	// upstream, and the response phase of earlier steps sees an empty response.
 	Status int
 	Reason string
+	// Split is the index of the pool the route's split chose (0 without a split), and Pool its name
+	// (empty without a split), set before the chain runs.
+	Split int
+	Pool  string
 	// Fallback names the cause a fallback filter answered in place of (a status, circuit_open,
 	// no_target, rate_limited); empty when none did.
 	Fallback string

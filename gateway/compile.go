@@ -438,11 +438,22 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	if rc.WebSocket.Enabled {
 		c.positive(path+".websocket.idle_timeout", rc.WebSocket.IdleTimeout)
 	}
-	if rc.Upstream == "" {
-		c.problem(path+".upstream", "every route needs an upstream")
-	} else if _, ok := c.cfg.Upstreams[rc.Upstream]; !ok {
-		c.problem(path+".upstream", "unknown upstream %q%s", rc.Upstream, suggest(rc.Upstream, sortedKeys(c.cfg.Upstreams), "upstreams"))
-	} else {
+	var split *splitter
+	switch {
+	case len(rc.Split) > 0 && rc.Upstream != "":
+		c.problem(path+".split", "give upstream or split, not both")
+	case len(rc.Split) > 0:
+		split = c.split(path, rc.Name, rc.Split, rc.SplitKey)
+		r.Pool = split.pools[0]
+	case rc.SplitKey != "":
+		c.problem(path+".split_key", "split_key goes with split")
+	case rc.Upstream == "":
+		c.problem(path+".upstream", "every route needs an upstream (or a split)")
+	default:
+		if _, ok := c.cfg.Upstreams[rc.Upstream]; !ok {
+			c.problem(path+".upstream", "unknown upstream %q%s", rc.Upstream, suggest(rc.Upstream, sortedKeys(c.cfg.Upstreams), "upstreams"))
+			break
+		}
 		r.Pool = s.pools[rc.Upstream] // nil when the pool itself is invalid; reported there
 	}
 	methods := c.methods(path+".match.methods", rc.Match.Methods)
@@ -460,18 +471,29 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	if len(c.sink.list) > before || pat == nil {
 		return
 	}
-	c.routeTargets = ""
-	if r.Pool != nil {
-		addrs := make([]string, len(r.Pool.Targets))
-		for i, t := range r.Pool.Targets {
-			addrs[i] = t.URL
+	pools := []*upstream.Pool{r.Pool}
+	if split != nil {
+		pools = split.pools
+	}
+	var judged []string
+	for i, p := range pools {
+		if p == nil {
+			continue
+		}
+		addrs := make([]string, len(p.Targets))
+		for j, t := range p.Targets {
+			addrs[j] = t.URL
 		}
 		sort.Strings(addrs)
-		c.routeTargets = strings.Join(addrs, " ")
+		judged = append(judged, fmt.Sprintf("%d:%s", i, strings.Join(addrs, " ")))
 	}
+	c.routeTargets = strings.Join(judged, " | ")
 	// defaults.filters are built for each route: every route gets its own limiter buckets and breaker.
 	env := filters.Env{Route: rc.Name, Pattern: pat, Now: c.opts.Now, Log: c.opts.Log.With().Str("route", rc.Name).Logger(),
 		Dir: filepath.Dir(c.cfg.File)}
+	if split != nil {
+		env.Splits = split.names
+	}
 	if m := c.opts.Metrics; m != nil {
 		env.Counters = m.filterCounters(rc.Name)
 		r.metrics = m.forRoute(rc.Name)
@@ -486,8 +508,11 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 		return
 	}
 	r.Filters = append(defaults, own...)
-	r.handler = filters.Chain(r.Filters, upstreamStep{pool: r.Pool, log: c.opts.Log, route: r, server: &s.Server,
+	r.handler = filters.Chain(r.Filters, upstreamStep{pools: pools, log: c.opts.Log, route: r, server: &s.Server,
 		timeout: rc.Timeout})
+	if split != nil {
+		r.handler = splitStep{s: split, next: r.handler}
+	}
 	for _, h := range hosts {
 		t := s.table(h)
 		other, err := t.add(rc.Match.Path, methods, r)

@@ -258,6 +258,10 @@ type RouteConfig struct {
 	Filters  []FilterSpec `yaml:"filters"`
 	// WebSocket says whether the route relays WebSocket upgrades.
 	WebSocket WebSocketConfig `yaml:"websocket"`
+	// Split, instead of Upstream, spreads the route's requests over several pools by weight;
+	// SplitKey (client_ip, header:NAME, cookie:NAME) keeps a key on one pool.
+	Split    []SplitEntry `yaml:"split"`
+	SplitKey string       `yaml:"split_key"`
 	// Timeout, when set, replaces the pool's per-attempt timeout for this route (a slow report
 	// endpoint on a pool of fast ones).
 	Timeout time.Duration `yaml:"timeout"`

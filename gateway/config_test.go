@@ -726,7 +726,7 @@ routes:
     match:
       path: /
 `,
-			want: []string{`test.yaml:6: routes[0].upstream: every route needs an upstream`},
+			want: []string{`test.yaml:6: routes[0].upstream: every route needs an upstream (or a split)`},
 		},
 		{
 			desc: "no routes",
@@ -779,7 +779,7 @@ routes:
 `,
 			want: []string{
 				`test.yaml:6: routes[0].name: every route needs a name (it appears in logs and metrics)`,
-				`test.yaml:6: routes[0].upstream: every route needs an upstream`,
+				`test.yaml:6: routes[0].upstream: every route needs an upstream (or a split)`,
 				`test.yaml:6: routes[0].match.path: every route needs a path pattern, like /api/users/{id} or /{rest:*}`,
 			},
 		},

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/upstream"
 )
 
 // switchableBackend answers with the status it is currently set to and counts the requests it saw.
@@ -178,7 +179,7 @@ func TestCircuitBreaker_PanicDuringProbeIsAFailureNotAStuckHalfOpen(t *testing.T
 	// A bug between the breaker and the upstream panics on /panic: the breaker must count the probe
 	// as failed, not wait for its outcome forever.
 	r := snap.Routes[0]
-	r.handler = filters.Chain([]filters.Filter{breaker, panicOn{path: "/panic"}}, upstreamStep{pool: r.Pool})
+	r.handler = filters.Chain([]filters.Filter{breaker, panicOn{path: "/panic"}}, upstreamStep{pools: []*upstream.Pool{r.Pool}})
 	gw, _ := serveSnapshot(t, snap)
 
 	get(t, gw, "/x") // 500: open

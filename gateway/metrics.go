@@ -44,6 +44,7 @@ type Metrics struct {
 
 	rateLimited        *prometheus.CounterVec // route
 	fallbacks          *prometheus.CounterVec // route, cause
+	splitRequests      *prometheus.CounterVec // route, upstream
 	breakerTransitions *prometheus.CounterVec // route, to
 
 	tlsHandshakeFailures *prometheus.CounterVec // reason
@@ -89,6 +90,7 @@ func NewMetrics() *Metrics {
 	m.tunnelBytes = counter("weir_websocket_bytes_total", "Bytes relayed through WebSocket tunnels, by route and direction: to_upstream, to_client.", "route", "direction")
 	m.ejections = counter("weir_upstream_ejections_total", "Targets taken out of rotation by passive health.", "upstream", "target")
 	m.rateLimited = counter("weir_rate_limit_rejections_total", "Requests refused by a rate_limit filter.", "route")
+	m.splitRequests = counter("weir_split_requests_total", "Requests a route's split sent to each of its upstreams.", "route", "upstream")
 	m.fallbacks = counter("weir_fallbacks_total", "Answers a fallback filter gave in place of a failure, by cause (a 5xx status, circuit_open, no_target, rate_limited).", "route", "cause")
 	m.breakerTransitions = counter("weir_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", "route", "to")
 	m.tlsHandshakeFailures = counter("weir_tls_handshake_failures_total", "Failed TLS handshakes on the HTTPS listener, by reason: plain_http, not_tls, timeout, client_closed, protocol_version, no_shared_cipher, no_client_certificate, bad_client_certificate, client_alert, no_certificate, other.", "reason")
@@ -172,6 +174,7 @@ func (m *Metrics) prune(active *Snapshot) {
 		m.duration.DeletePartialMatch(labels)
 		m.rateLimited.DeletePartialMatch(labels)
 		m.fallbacks.DeletePartialMatch(labels)
+		m.splitRequests.DeletePartialMatch(labels)
 		m.breakerTransitions.DeletePartialMatch(labels)
 		m.tunnelsOpen.DeletePartialMatch(labels)
 		m.tunnelBytes.DeletePartialMatch(labels)

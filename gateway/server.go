@@ -202,6 +202,9 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 	if x.Fallback != "" {
 		ev = ev.Str("fallback", x.Fallback)
 	}
+	if x.Pool != "" {
+		ev = ev.Str("pool", x.Pool)
+	}
 	ev.Msg("")
 	filters.ReleaseExchange(x)
 }
@@ -235,7 +238,7 @@ func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange,
 	// The exchange is released before the body is relayed: what the line needs is copied.
 	rec := streamRecord{requestID: string(x.RequestID), clientIP: string(x.ClientIP), method: string(method),
 		host: string(x.Host), path: string(x.Path), route: x.Route, target: x.Target, attempts: x.Attempts,
-		upstreamUS: x.UpstreamTime.Microseconds(), consumer: string(x.Consumer)}
+		upstreamUS: x.UpstreamTime.Microseconds(), consumer: string(x.Consumer), pool: x.Pool}
 	st.WatchClient(ctx.Conn(), snap.Server.WriteTimeout, func(n int, result string) {
 		elapsed := time.Since(start)
 		if rm != nil {
@@ -261,14 +264,17 @@ func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange,
 		if rec.consumer != "" {
 			ev = ev.Str("consumer", rec.consumer)
 		}
+		if rec.pool != "" {
+			ev = ev.Str("pool", rec.pool)
+		}
 		ev.Msg("")
 	})
 }
 
 type streamRecord struct {
-	requestID, clientIP, method, host, path, route, target, consumer string
-	attempts                                                         int
-	upstreamUS                                                       int64
+	requestID, clientIP, method, host, path, route, target, consumer, pool string
+	attempts                                                               int
+	upstreamUS                                                             int64
 }
 
 // handleParseError answers requests fasthttp could not read. It maps the size limits to their proper

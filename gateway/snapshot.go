@@ -74,7 +74,7 @@ type matchedRouteKey struct{}
 
 // upstreamStep ends every route's chain: it picks a target and forwards to it.
 type upstreamStep struct {
-	pool    *upstream.Pool
+	pools   []*upstream.Pool // the route's pool, or its split's (Exchange.Split picks)
 	log     zerolog.Logger
 	route   *Route
 	server  *ServerConfig
@@ -100,7 +100,11 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 			return
 		}
 	}
-	out, err := u.pool.Do(req, &x.Ctx.Response, x.ClientIP, u.timeout)
+	pool := u.pools[0]
+	if x.Split > 0 && x.Split < len(u.pools) {
+		pool = u.pools[x.Split]
+	}
+	out, err := pool.Do(req, &x.Ctx.Response, x.ClientIP, u.timeout)
 	if out.Tunnel != nil {
 		x.Tunnel = out.Tunnel
 	}
@@ -121,7 +125,7 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 			}
 		}
 		f := upstream.Classify(err)
-		if !f.Local && u.pool.NoneAvailable() {
+		if !f.Local && pool.NoneAvailable() {
 			// Every target is known down: that is the gateway having nowhere to send the request.
 			f = upstream.Failure{Status: fasthttp.StatusServiceUnavailable, Reason: filters.ReasonNoTarget}
 		}
