@@ -3,6 +3,8 @@ package filters
 import (
 	"fmt"
 	"path/filepath"
+
+	"github.com/valyala/fasthttp"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -22,6 +24,8 @@ type Env struct {
 	Log zerolog.Logger
 	// Counters are the route's counters; the zero value counts nothing.
 	Counters Counters
+	// Mirror returns what sends a copy of a request to the named upstream (the mirror filter).
+	Mirror func(upstream string) (Sender, error)
 	// Splits names the pools of the route's split, in order (empty without one): a filter whose state
 	// is about the upstream (a circuit_breaker) keeps one per pool, chosen by Exchange.Split.
 	Splits []string
@@ -50,7 +54,24 @@ type Counters struct {
 	BreakerTransition func(state string) Counter
 	// Fallback returns the counter of a fallback's answers for cause (a status or a named cause).
 	Fallback func(cause string) Counter
+	// Mirror returns the counter of a mirror's copies by result (sent, dropped, skipped, failed).
+	Mirror func(result string) Counter
 }
+
+// Mirrored is the counter of a mirror's copies with result; one that counts nothing without metrics.
+func (c Counters) Mirrored(result string) Counter {
+	if c.Mirror == nil {
+		return nopCounter{}
+	}
+	return c.Mirror(result)
+}
+
+// Sender sends one request to an upstream and reads the answer into resp.
+type Sender func(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte) error
+
+// UpstreamSettings is implemented by filter settings that name upstreams: the gateway adds those
+// upstreams' settings to the filter's identity, so that a reload changing them rebuilds the filter.
+type UpstreamSettings interface{ UpstreamNames() []string }
 
 type nopCounter struct{}
 

@@ -92,6 +92,9 @@ type Exchange struct {
 	Tunnel io.Closer
 	// Body holds a request body the gateway read whole; it goes back to its pool with the exchange.
 	Body *bytebufferpool.ByteBuffer
+	// StreamedUpload means the request body was relayed to the upstream as it arrived (over
+	// server.buffer_requests): it is gone once the upstream call returns.
+	StreamedUpload bool
 
 	ipBuf   [64]byte
 	idBuf   [128]byte

@@ -494,6 +494,19 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	if split != nil {
 		env.Splits = split.names
 	}
+	env.Mirror = func(name string) (filters.Sender, error) {
+		pool, ok := s.pools[name]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("unknown upstream %q%s", name, suggest(name, sortedKeys(c.cfg.Upstreams), "upstreams"))
+		case pool == nil:
+			return nil, fmt.Errorf("upstream %q is invalid (see its problems)", name)
+		}
+		return func(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte) error {
+			_, err := pool.Do(req, resp, clientIP, 0)
+			return err
+		}, nil
+	}
 	if m := c.opts.Metrics; m != nil {
 		env.Counters = m.filterCounters(rc.Name)
 		r.metrics = m.forRoute(rc.Name)

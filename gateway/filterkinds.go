@@ -16,6 +16,7 @@ import (
 	"github.com/weir-gateway/weir/filters"
 	"github.com/weir-gateway/weir/filters/basicauth"
 	"github.com/weir-gateway/weir/filters/jwt"
+	"github.com/weir-gateway/weir/filters/mirror"
 )
 
 // filterKind builds one kind of filter from its settings node. It reports problems itself and returns
@@ -36,6 +37,7 @@ var filterKinds = map[string]filterKind{
 	"access":          kindOf(filters.NewAccess, false),
 	"jwt":             kindOf(jwt.New, false),
 	"fallback":        kindOf(filters.NewFallback, false),
+	"mirror":          kindOf(mirror.New, false),
 }
 
 // authenticating are the filters that identify the caller. A preflight request carries no
@@ -75,7 +77,8 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error), judg
 			if judgesUpstream {
 				targets = c.routeTargets
 			}
-			key, f = c.reuseFilter(fmt.Sprintf("%s|%s|%s|%T|%s|%s", env.Route, env.Pattern.Text, targets, cfg, fingerprint, files))
+			key, f = c.reuseFilter(fmt.Sprintf("%s|%s|%s|%T|%s|%s|%s", env.Route, env.Pattern.Text, targets, cfg, fingerprint, files,
+				c.upstreamSettings(cfg)))
 		}
 		if f == nil {
 			built, err := build(cfg, env)
@@ -92,6 +95,21 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error), judg
 		}
 		return f
 	}
+}
+
+// upstreamSettings is the config of the upstreams cfg names (filters.UpstreamSettings), for the
+// filter's identity: a mirror holds its pool, so a reload that changes the pool rebuilds it.
+func (c *compiler) upstreamSettings(cfg any) string {
+	us, ok := cfg.(filters.UpstreamSettings)
+	if !ok {
+		return ""
+	}
+	var b []byte
+	for _, name := range us.UpstreamNames() {
+		j, _ := json.Marshal(c.cfg.Upstreams[name])
+		b = append(append(b, name...), j...)
+	}
+	return string(b)
 }
 
 // fileDigests digests the files cfg names (filters.FileSettings); readable is false when one cannot be

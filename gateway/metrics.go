@@ -45,6 +45,7 @@ type Metrics struct {
 	rateLimited        *prometheus.CounterVec // route
 	fallbacks          *prometheus.CounterVec // route, cause
 	splitRequests      *prometheus.CounterVec // route, upstream
+	mirrored           *prometheus.CounterVec // route, result
 	breakerTransitions *prometheus.CounterVec // route, to
 
 	tlsHandshakeFailures *prometheus.CounterVec // reason
@@ -90,6 +91,7 @@ func NewMetrics() *Metrics {
 	m.tunnelBytes = counter("weir_websocket_bytes_total", "Bytes relayed through WebSocket tunnels, by route and direction: to_upstream, to_client.", "route", "direction")
 	m.ejections = counter("weir_upstream_ejections_total", "Targets taken out of rotation by passive health.", "upstream", "target")
 	m.rateLimited = counter("weir_rate_limit_rejections_total", "Requests refused by a rate_limit filter.", "route")
+	m.mirrored = counter("weir_mirror_requests_total", "Copies a mirror filter made, by result: sent (answered), failed (no answer), dropped (max_in_flight reached), skipped (a streamed upload).", "route", "result")
 	m.splitRequests = counter("weir_split_requests_total", "Requests a route's split sent to each of its upstreams.", "route", "upstream")
 	m.fallbacks = counter("weir_fallbacks_total", "Answers a fallback filter gave in place of a failure, by cause (a 5xx status, circuit_open, no_target, rate_limited).", "route", "cause")
 	m.breakerTransitions = counter("weir_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", "route", "to")
@@ -175,6 +177,7 @@ func (m *Metrics) prune(active *Snapshot) {
 		m.rateLimited.DeletePartialMatch(labels)
 		m.fallbacks.DeletePartialMatch(labels)
 		m.splitRequests.DeletePartialMatch(labels)
+		m.mirrored.DeletePartialMatch(labels)
 		m.breakerTransitions.DeletePartialMatch(labels)
 		m.tunnelsOpen.DeletePartialMatch(labels)
 		m.tunnelBytes.DeletePartialMatch(labels)
@@ -280,6 +283,7 @@ func (m *Metrics) filterCounters(route string) filters.Counters {
 		RateLimited:       m.rateLimited.WithLabelValues(route),
 		BreakerTransition: func(state string) filters.Counter { return m.breakerTransitions.WithLabelValues(route, state) },
 		Fallback:          func(cause string) filters.Counter { return m.fallbacks.WithLabelValues(route, cause) },
+		Mirror:            func(result string) filters.Counter { return m.mirrored.WithLabelValues(route, result) },
 	}
 }
 

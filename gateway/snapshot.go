@@ -99,6 +99,7 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 			x.Reject(status, reason)
 			return
 		}
+		x.StreamedUpload = up != nil
 	}
 	pool := u.pools[0]
 	if x.Split > 0 && x.Split < len(u.pools) {
