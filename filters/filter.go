@@ -32,6 +32,11 @@ type Filter interface {
 	Wrap(next Handler) Handler
 }
 
+// Handoff is implemented by a streamed response body that a filter may wrap (compress): HandOff
+// makes the stream ignore the next close, the one fasthttp makes when the body is replaced by its
+// wrapper; the wrapper closes it itself. The wrapper has an Unwrap() io.Reader method returning it.
+type Handoff interface{ HandOff() }
+
 // Chain composes filters, first to last, around terminal.
 func Chain(fs []Filter, terminal Handler) Handler {
 	h := terminal

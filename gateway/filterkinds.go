@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-gateway/weir/filters"
 	"github.com/weir-gateway/weir/filters/basicauth"
+	"github.com/weir-gateway/weir/filters/compress"
 	"github.com/weir-gateway/weir/filters/jwt"
 	"github.com/weir-gateway/weir/filters/mirror"
 )
@@ -38,6 +39,7 @@ var filterKinds = map[string]filterKind{
 	"jwt":             kindOf(jwt.New, false),
 	"fallback":        kindOf(filters.NewFallback, false),
 	"mirror":          kindOf(mirror.New, false),
+	"compress":        kindOf(compress.New, false),
 }
 
 // authenticating are the filters that identify the caller. A preflight request carries no

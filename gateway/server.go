@@ -169,7 +169,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 			s.startTunnel(ctx, tun, route, snap)
 		}
 	}
-	if st, ok := ctx.Response.BodyStream().(*upstream.Stream); ok && x.Status == 0 {
+	if st := upstreamStream(ctx.Response.BodyStream()); st != nil && x.Status == 0 {
 		// The body is yet to be relayed: the request is counted and logged when it ends.
 		s.deferToStreamEnd(ctx, x, st, snap, start, status, method)
 		filters.ReleaseExchange(x)
@@ -207,6 +207,22 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 	}
 	ev.Msg("")
 	filters.ReleaseExchange(x)
+}
+
+// upstreamStream finds the upstream stream under a streamed body, through the readers filters
+// wrapped it in (compress).
+func upstreamStream(body io.Reader) *upstream.Stream {
+	for body != nil {
+		switch b := body.(type) {
+		case *upstream.Stream:
+			return b
+		case interface{ Unwrap() io.Reader }:
+			body = b.Unwrap()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // routeMetrics returns the counters of the named route, or the unrouted ones when no route matched;

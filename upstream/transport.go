@@ -263,7 +263,12 @@ type Stream struct {
 	onClose     func(bytes int, result string)
 	stopWatch   func()      // ends watchHangup's watch; nil if not watching
 	hungUp      atomic.Bool // the client closed its connection (seen by watchHangup)
+	handedOff   bool        // the next close is the wrapping's, not the stream's end (HandOff)
 }
+
+// HandOff implements filters.Handoff: a filter wraps the stream (compress), and fasthttp's close of
+// the replaced body is ignored; the wrapper closes the stream when the body ends.
+func (s *Stream) HandOff() { s.handedOff = true }
 
 // WatchClient has every read extend the client connection's write deadline by d: fasthttp sets one
 // deadline (server.write_timeout) for a whole response, which would cut a healthy long stream, so
@@ -366,6 +371,10 @@ func (s *Stream) endReadAhead(err error) {
 // CloseWithError implements fasthttp.ReadCloserWithError: fasthttp calls it when the response is
 // written (err nil) or writing it failed (err says why).
 func (s *Stream) CloseWithError(err error) error {
+	if s.handedOff {
+		s.handedOff = false
+		return nil
+	}
 	if s.closed {
 		return nil
 	}
