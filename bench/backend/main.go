@@ -5,6 +5,9 @@
 //	GET  /1k.json  1024-byte JSON object
 //	GET  /64k      65536-byte body
 //	POST /echo     the request body, echoed
+//	GET  /api-1k.json, /api-64k.json  API-like JSON (a list of products) of about 1 KB and 64 KiB,
+//	               for the compression benchmark (bench/compress.sh): compressible as real answers
+//	               are, unlike the padded /1k.json
 //
 // Usage: backend -listen 127.0.0.1:18080
 package main
@@ -23,6 +26,8 @@ var (
 	body13   = []byte("Hello, World!")
 	body1k   = jsonOfSize(1024)
 	body64k  = bytes.Repeat([]byte("x"), 64*1024)
+	api1k    = apiJSON(1 << 10)
+	api64k   = apiJSON(64 << 10)
 	typeText = []byte("text/plain")
 	typeJSON = []byte("application/json")
 	typeBin  = []byte("application/octet-stream")
@@ -39,6 +44,15 @@ func jsonOfSize(n int) []byte {
 	return []byte(head + string(bytes.Repeat([]byte("a"), pad)) + tail)
 }
 
+// apiJSON is a list of products of a little over n bytes, each with an id, SKU, name, price and stock.
+func apiJSON(n int) []byte {
+	b := []byte(`{"items":[`)
+	for i := 0; len(b) < n; i++ {
+		b = fmt.Appendf(b, `{"id":%d,"sku":"SKU-%06d","name":"Product %d","price":%d.99,"stock":%d},`, i, i*7919%1000000, i, i%500, i%37)
+	}
+	return append(b, `{}]}`...)
+}
+
 func handle(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/13":
@@ -47,6 +61,12 @@ func handle(ctx *fasthttp.RequestCtx) {
 	case "/1k.json":
 		ctx.Response.Header.SetContentTypeBytes(typeJSON)
 		ctx.SetBody(body1k)
+	case "/api-1k.json":
+		ctx.Response.Header.SetContentTypeBytes(typeJSON)
+		ctx.SetBody(api1k)
+	case "/api-64k.json":
+		ctx.Response.Header.SetContentTypeBytes(typeJSON)
+		ctx.SetBody(api64k)
 	case "/64k":
 		ctx.Response.Header.SetContentTypeBytes(typeBin)
 		ctx.SetBody(body64k)
