@@ -20,9 +20,13 @@ import (
 	"github.com/weir-gateway/weir/filters/mirror"
 )
 
-// filterKind builds one kind of filter from its settings node. It reports problems itself and returns
-// nil when the filter cannot be built.
-type filterKind func(c *compiler, settings *yaml.Node, path string, env filters.Env) filters.Filter
+// filterKind builds one kind of filter from its settings node (build reports problems itself and
+// returns nil when the filter cannot be built); settings is the type the node decodes into, for the
+// config's JSON Schema.
+type filterKind struct {
+	build    func(c *compiler, settings *yaml.Node, path string, env filters.Env) filters.Filter
+	settings reflect.Type
+}
 
 // filterKinds maps the names used in config files to their constructors. Each constructor's settings
 // struct is decoded strictly from the filter's mapping, so its yaml and default tags are the config
@@ -57,7 +61,7 @@ var authenticating = map[string]bool{"api_key": true, "basic_auth": true, "jwt":
 // identity includes the targets' addresses, so a reload that moves the route elsewhere starts them
 // fresh. Other filters keep their state through upstream changes.
 func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error), judgesUpstream bool) filterKind {
-	return func(c *compiler, settings *yaml.Node, path string, env filters.Env) filters.Filter {
+	return filterKind{settings: reflect.TypeFor[C](), build: func(c *compiler, settings *yaml.Node, path string, env filters.Env) filters.Filter {
 		var cfg C
 		before := len(c.sink.list)
 		d := newNodeDecoder(c.sink)
@@ -96,7 +100,7 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error), judg
 			c.snap.filters[key] = f
 		}
 		return f
-	}
+	}}
 }
 
 // upstreamSettings is the config of the upstreams cfg names (filters.UpstreamSettings), for the
@@ -184,7 +188,7 @@ func (c *compiler) buildFilters(path string, specs []FilterSpec, env filters.Env
 			ok = false
 			continue
 		}
-		f := kind(c, n.Content[1], joinPath(fpath, name), env)
+		f := kind.build(c, n.Content[1], joinPath(fpath, name), env)
 		if f == nil {
 			ok = false
 			continue

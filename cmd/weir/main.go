@@ -51,6 +51,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, "weir", versionString())
 		return 0
+	case "schema":
+		// The JSON Schema of config.yaml, for editors (yaml-language-server) and CI linters.
+		_, _ = stdout.Write(gateway.SchemaJSON)
+		return 0
 	case "validate":
 		snap, err := gateway.LoadFile(*configPath, gateway.Options{})
 		if err != nil {
@@ -101,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	fmt.Fprintf(stderr, "weir: unknown command %q; use serve (the default), validate, demo or version\n", cmd)
+	fmt.Fprintf(stderr, "weir: unknown command %q; use serve (the default), validate, demo, schema or version\n", cmd)
 	return 2
 }
 

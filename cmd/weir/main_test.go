@@ -46,6 +46,7 @@ func TestValidate_ExitCodesAndProblemOutput(t *testing.T) {
 		wantStderr string
 	}{
 		{"valid config", []string{"validate", "-config", good}, 0, "ok (1 routes)", ""},
+		{"schema", []string{"schema"}, 0, `"$schema": "https://json-schema.org/draft/2020-12/schema"`, ""},
 		{"unknown upstream", []string{"validate", "-config", bad}, 1, "",
 			bad + `:5: routes[0].upstream: unknown upstream "user"; known upstreams: u`},
 		{"missing file", []string{"validate", "-config", "/nonexistent.yaml"}, 1, "", "/nonexistent.yaml: cannot read config"},
