@@ -256,7 +256,11 @@ func (s *step) Serve(x *filters.Exchange) {
 		return
 	}
 	now := s.now()
-	s.set.lastUsed.Store(now.UnixNano())
+	// A store per request would bounce the cache line between cores; once a second is enough for
+	// idleStop's 30 minutes.
+	if n := now.UnixNano(); n-s.set.lastUsed.Load() > int64(time.Second) {
+		s.set.lastUsed.Store(n)
+	}
 	var v *verdict
 	var digest [sha256.Size]byte
 	if s.cache != nil {
