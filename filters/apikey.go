@@ -55,7 +55,7 @@ func NewAPIKey(cfg APIKeyConfig, env Env) (*APIKey, error) {
 	var errs []error
 	a := &APIKey{keys: map[[sha256.Size]byte][]byte{}, hide: cfg.HideCredentials}
 	switch {
-	case strings.HasPrefix(cfg.From, "header:") && rewriteToken(cfg.From[len("header:"):]):
+	case strings.HasPrefix(cfg.From, "header:") && IsToken(cfg.From[len("header:"):]):
 		a.header = cfg.From[len("header:"):]
 	case strings.HasPrefix(cfg.From, "query:") && cfg.From != "query:":
 		a.query = cfg.From[len("query:"):]

@@ -56,7 +56,7 @@ func TestAddVary(t *testing.T) {
 		if before != "" {
 			h.Set("Vary", before)
 		}
-		addVary(&h, "Origin")
+		AddVary(&h, "Origin")
 		if got := string(h.Peek("Vary")); got != want {
 			t.Errorf("Vary %q + Origin = %q, want %q", before, got, want)
 		}

@@ -81,14 +81,14 @@ func NewCORS(cfg CORSConfig, _ Env) (*CORS, error) {
 		methods = defaultCORSMethods
 	}
 	for i, m := range methods {
-		if !rewriteToken(m) {
+		if !IsToken(m) {
 			errs = append(errs, fieldErr(fmt.Sprintf("allow_methods[%d]", i), "%q is not a method name", m))
 		}
 	}
 	c.methods = []byte(strings.Join(methods, ", "))
 	check := func(field string, names []string) []byte {
 		for i, n := range names {
-			if !rewriteToken(n) {
+			if !IsToken(n) {
 				errs = append(errs, fieldErr(fmt.Sprintf("%s[%d]", field, i), "%q is not a header name", n))
 			}
 		}
@@ -186,7 +186,7 @@ func (s *corsStep) Serve(x *Exchange) {
 		}
 	}
 	if !s.any { // the answer depends on Origin
-		addVary(resp, "Origin")
+		AddVary(resp, "Origin")
 	}
 }
 
@@ -201,8 +201,8 @@ func (s *corsStep) allowOrigin(resp *fasthttp.ResponseHeader, origin []byte) {
 	}
 }
 
-// addVary adds name to the response's Vary field unless it is listed already (or Vary is *).
-func addVary(h *fasthttp.ResponseHeader, name string) {
+// AddVary adds name to the response's Vary field unless it is listed already (or Vary is *).
+func AddVary(h *fasthttp.ResponseHeader, name string) {
 	v := h.Peek(fasthttp.HeaderVary)
 	if len(v) == 0 {
 		h.Set(fasthttp.HeaderVary, name)

@@ -61,7 +61,7 @@ type Counters struct {
 // Mirrored is the counter of a mirror's copies with result; one that counts nothing without metrics.
 func (c Counters) Mirrored(result string) Counter {
 	if c.Mirror == nil {
-		return nopCounter{}
+		return NopCounter{}
 	}
 	return c.Mirror(result)
 }
@@ -73,27 +73,28 @@ type Sender func(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte
 // upstreams' settings to the filter's identity, so that a reload changing them rebuilds the filter.
 type UpstreamSettings interface{ UpstreamNames() []string }
 
-type nopCounter struct{}
+// NopCounter counts nothing: what a filter counts with when weir runs without metrics.
+type NopCounter struct{}
 
-func (nopCounter) Inc() {}
+func (NopCounter) Inc() {}
 
 func (c Counters) rateLimited() Counter {
 	if c.RateLimited == nil {
-		return nopCounter{}
+		return NopCounter{}
 	}
 	return c.RateLimited
 }
 
 func (c Counters) fallback(cause string) Counter {
 	if c.Fallback == nil {
-		return nopCounter{}
+		return NopCounter{}
 	}
 	return c.Fallback(cause)
 }
 
 func (c Counters) breakerTransition(state string) Counter {
 	if c.BreakerTransition == nil {
-		return nopCounter{}
+		return NopCounter{}
 	}
 	return c.BreakerTransition(state)
 }

@@ -76,7 +76,7 @@ func NewRateLimit(cfg RateLimitConfig, env Env) (*RateLimit, error) {
 		r.key = keyRoute
 	case cfg.Key == "client_ip":
 		r.key = keyClientIP
-	case strings.HasPrefix(cfg.Key, "header:") && rewriteToken(cfg.Key[len("header:"):]):
+	case strings.HasPrefix(cfg.Key, "header:") && IsToken(cfg.Key[len("header:"):]):
 		r.key, r.header = keyHeader, cfg.Key[len("header:"):]
 	case cfg.Key == "consumer":
 		r.key = keyConsumer

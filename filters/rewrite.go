@@ -704,8 +704,9 @@ func rewritePlural(n int, noun string) string {
 	return strconv.Itoa(n) + " " + noun + "s"
 }
 
-// rewriteToken reports whether s is an RFC 9110 token (header names, methods). rate_limit uses it too.
-func rewriteToken(s string) bool {
+// IsToken reports whether s is an RFC 9110 token: a header name, a method, a cookie or parameter
+// name weir can match. Filters and the gateway's route conditions check names with it.
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -722,7 +723,7 @@ func rewriteToken(s string) bool {
 }
 
 func rewriteUpperToken(s string) bool {
-	return rewriteToken(s) && strings.ToUpper(s) == s
+	return IsToken(s) && strings.ToUpper(s) == s
 }
 
 // rewriteValidHost accepts a DNS name or IP address, with an optional port.
@@ -775,7 +776,7 @@ func rewriteHeaderProblem(name, op string, request bool) string {
 	lower := strings.ToLower(name)
 	writes := op != "remove"
 	switch {
-	case !rewriteToken(name):
+	case !IsToken(name):
 		return fmt.Sprintf("%q is not a valid header name", name)
 	case lower == "connection" || lower == "keep-alive" || lower == "te" || lower == "transfer-encoding" ||
 		lower == "upgrade" || strings.HasPrefix(lower, "proxy-"):

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/filters"
 )
 
 // ValueMatch is one condition of a route's match block on a header, query parameter or cookie:
@@ -79,7 +81,7 @@ func (c *compiler) conditions(path string, m MatchConfig) []condition {
 				set++
 			}
 			switch {
-			case vm.Name == "" || (kind == 'h' && !isToken(vm.Name)):
+			case vm.Name == "" || (kind == 'h' && !filters.IsToken(vm.Name)):
 				c.problem(p+".name", "a %s condition needs a name (a valid %s name)", strings.TrimSuffix(field, "s"), strings.TrimSuffix(field, "s"))
 				continue
 			case set != 1:
@@ -112,16 +114,6 @@ func conditionsKey(cs []condition) string {
 	}
 	sort.Strings(keys)
 	return strings.Join(keys, "\n")
-}
-
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // routeGroup is what the router holds for one path pattern and method (or any method) in one host

@@ -111,7 +111,7 @@ func (c *compiler) split(path, route string, entries []SplitEntry, key string) *
 		c.problem(path+".split", "every weight is 0: give at least one upstream a share")
 	}
 	for _, name := range s.names {
-		var ct filters.Counter = nopCount{}
+		var ct filters.Counter = filters.NopCounter{}
 		if m := c.opts.Metrics; m != nil {
 			ct = m.splitRequests.WithLabelValues(route, name)
 		}
@@ -121,7 +121,7 @@ func (c *compiler) split(path, route string, entries []SplitEntry, key string) *
 	case key == "":
 	case key == "client_ip":
 		s.key = 'i'
-	case kind == "header" && isToken(name):
+	case kind == "header" && filters.IsToken(name):
 		s.key, s.keyName = 'h', name
 	case kind == "cookie" && name != "":
 		s.key, s.keyName = 'c', name
@@ -130,7 +130,3 @@ func (c *compiler) split(path, route string, entries []SplitEntry, key string) *
 	}
 	return s
 }
-
-type nopCount struct{}
-
-func (nopCount) Inc() {}

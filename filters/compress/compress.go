@@ -153,7 +153,7 @@ func (s *step) Serve(x *filters.Exchange) {
 		return
 	}
 	// The answer depends on Accept-Encoding from here on, whether it is compressed or not.
-	addVary(h)
+	filters.AddVary(h, fasthttp.HeaderAcceptEncoding)
 	if c == nil || head {
 		return
 	}
@@ -307,24 +307,6 @@ func parseQ(v []byte) int {
 		}
 	}
 	return min(q, 1000)
-}
-
-func addVary(h *fasthttp.ResponseHeader) {
-	v := h.Peek(fasthttp.HeaderVary)
-	if len(v) == 0 {
-		h.Set(fasthttp.HeaderVary, fasthttp.HeaderAcceptEncoding)
-		return
-	}
-	for rest := v; len(rest) > 0; {
-		var item []byte
-		item, rest, _ = bytes.Cut(rest, []byte(","))
-		item = bytes.TrimSpace(item)
-		if string(item) == "*" || bytes.EqualFold(item, []byte(fasthttp.HeaderAcceptEncoding)) {
-			return
-		}
-	}
-	var buf [256]byte
-	h.SetBytesV(fasthttp.HeaderVary, append(append(append(buf[:0], v...), ", "...), fasthttp.HeaderAcceptEncoding...))
 }
 
 // weakenETag: the encoded body is another representation, so a strong validator no longer holds

@@ -151,7 +151,7 @@ func New(cfg Config, env filters.Env) (*Filter, error) {
 	sort.Strings(claims)
 	for _, c := range claims {
 		h := cfg.ForwardClaims[c]
-		if !headerName(h) {
+		if !filters.IsToken(h) {
 			bad("forward_claims."+c, "%q is not a header name", h)
 		}
 		f.forwards = append(f.forwards, forward{claim: c, header: h})
@@ -164,7 +164,7 @@ func New(cfg Config, env filters.Env) (*Filter, error) {
 		switch kind, name, _ := strings.Cut(s, ":"); {
 		case kind == "header" && strings.EqualFold(name, "Authorization"):
 			f.from = append(f.from, source{kind: 'a', name: "Authorization"})
-		case kind == "header" && headerName(name):
+		case kind == "header" && filters.IsToken(name):
 			f.from = append(f.from, source{kind: 'h', name: name})
 		case kind == "cookie" && name != "":
 			f.from = append(f.from, source{kind: 'c', name: name})
@@ -209,19 +209,6 @@ func New(cfg Config, env filters.Env) (*Filter, error) {
 	f.invalid = []byte(realm + `, error="invalid_token"`)
 	f.scope = []byte(realm + `, error="insufficient_scope"`)
 	return f, nil
-}
-
-func headerName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // verdict is what checking one token concluded, cached for tokens that passed.
