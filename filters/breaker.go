@@ -8,6 +8,8 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/tracing"
 )
 
 // CircuitBreakerConfig is the `circuit_breaker` filter: one breaker per route (sony/gobreaker v2).
@@ -199,6 +201,13 @@ func (s *breakerStep) Serve(x *Exchange) {
 		retryAfter = 1
 	default:
 		return
+	}
+	if x.Trace.Sampled {
+		state := "open"
+		if err == gobreaker.ErrTooManyRequests {
+			state = "half-open"
+		}
+		x.Trace.Event(tracing.Event{Name: "circuit_open", At: s.now(), Reason: "circuit breaker " + state})
 	}
 	var buf [20]byte
 	x.Ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, strconv.AppendInt(buf[:0], max(retryAfter, 1), 10))

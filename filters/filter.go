@@ -10,6 +10,8 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/tracing"
 )
 
 // Handler serves one exchange. Every chain ends in the gateway's handler that calls the upstream.
@@ -97,6 +99,9 @@ type Exchange struct {
 	Tunnel io.Closer
 	// Body holds a request body the gateway read whole; it goes back to its pool with the exchange.
 	Body *bytebufferpool.ByteBuffer
+	// Trace is the request's place in a trace (tracing.otlp_endpoint); steps record events on it
+	// (retries, a breaker's rejection), which only a sampled span keeps.
+	Trace tracing.Span
 	// StreamedUpload means the request body was relayed to the upstream as it arrived (over
 	// server.buffer_requests): it is gone once the upstream call returns.
 	StreamedUpload bool

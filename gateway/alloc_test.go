@@ -39,6 +39,7 @@ func TestAllocs_ProxiedGETAllocatesNothing(t *testing.T) {
 		{"basic_auth, a remembered check, access log on", true, basicAuthChain, false, 0},
 		{"cors (an allowed origin) + access, access log on", true, corsChain, false, 0},
 		{"jwt, a repeated token, access log on", true, jwtChain, false, 0},
+		{"tracing on, an unsampled request, access log on", true, tracedUnsampled, false, 0},
 		// crypto/tls allocates once per record it reads (readFromUntil's atLeastReader escapes): once
 		// in weir's server connection and once in the test's client. weir itself adds none.
 		{"over HTTPS with HSTS, access log on", true, "", true, 2},

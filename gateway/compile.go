@@ -265,6 +265,7 @@ func (c *compiler) snapshot() *Snapshot {
 	for i := range c.cfg.Routes {
 		c.route(s, fmt.Sprintf("routes[%d]", i), &c.cfg.Routes[i], names)
 	}
+	c.tracing(s) // last: its tracer is built only for a config without problems
 	return s
 }
 

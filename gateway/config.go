@@ -17,6 +17,7 @@ type Config struct {
 	Admin     AdminConfig                `yaml:"admin"`
 	Reload    ReloadConfig               `yaml:"reload"`
 	Log       LogConfig                  `yaml:"log"`
+	Tracing   TracingConfig              `yaml:"tracing"`
 	Upstreams map[string]*UpstreamConfig `yaml:"upstreams"`
 	Defaults  DefaultsConfig             `yaml:"defaults"`
 	Routes    []RouteConfig              `yaml:"routes"`
@@ -149,6 +150,32 @@ type LogConfig struct {
 	Access bool `yaml:"access" default:"true"`
 	// AccessSample logs one in this many successful (below 400) requests; errors are always logged.
 	AccessSample int `yaml:"access_sample" default:"1"`
+}
+
+// TracingConfig exports OpenTelemetry traces: one server span per sampled request, sent in batches
+// over OTLP/HTTP. W3C Trace Context is continued from the client and always passed upstream.
+type TracingConfig struct {
+	// OTLPEndpoint is the collector's OTLP/HTTP (protobuf) URL, like "http://127.0.0.1:4318"; a URL
+	// without a path gets /v1/traces. Empty turns tracing off: weir then passes traceparent and
+	// tracestate through untouched.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// SampleRatio is the share of requests traced among those that arrive without a parent; a request
+	// with a valid traceparent follows its parent's sampled flag.
+	SampleRatio float64 `yaml:"sample_ratio" default:"0.01"`
+	// ServiceName is the service.name of weir's spans.
+	ServiceName string `yaml:"service_name" default:"weir"`
+	// Headers are sent with every export, like a hosted collector's API key. They are secrets to weir:
+	// never logged nor shown by the admin API.
+	Headers map[string]string `yaml:"headers"`
+	// QueueSize bounds the spans waiting for export (about 1 KB each); when it is full, new spans are
+	// dropped and counted in weir_tracing_spans_total{result="dropped"}.
+	QueueSize int `yaml:"queue_size" default:"4096"`
+	// BatchSize is the most spans sent in one export.
+	BatchSize int `yaml:"batch_size" default:"512"`
+	// BatchTimeout is the longest a span waits for its batch to fill.
+	BatchTimeout time.Duration `yaml:"batch_timeout" default:"2s"`
+	// ExportTimeout bounds one export; a batch that fails or times out is dropped, not retried.
+	ExportTimeout time.Duration `yaml:"export_timeout" default:"5s"`
 }
 
 // UpstreamConfig is one pool of interchangeable backend targets.

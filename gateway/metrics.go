@@ -50,6 +50,8 @@ type Metrics struct {
 
 	tlsHandshakeFailures *prometheus.CounterVec // reason
 
+	tracingSpans *prometheus.CounterVec // result
+
 	tunnelsOpen *prometheus.GaugeVec   // route
 	tunnelBytes *prometheus.CounterVec // route, direction
 
@@ -96,6 +98,7 @@ func NewMetrics() *Metrics {
 	m.fallbacks = counter("weir_fallbacks_total", "Answers a fallback filter gave in place of a failure, by cause (a 5xx status, circuit_open, no_target, rate_limited).", "route", "cause")
 	m.breakerTransitions = counter("weir_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", "route", "to")
 	m.tlsHandshakeFailures = counter("weir_tls_handshake_failures_total", "Failed TLS handshakes on the HTTPS listener, by reason: plain_http, not_tls, timeout, client_closed, protocol_version, no_shared_cipher, no_client_certificate, bad_client_certificate, client_alert, no_certificate, other.", "reason")
+	m.tracingSpans = counter("weir_tracing_spans_total", "Sampled request spans, by what became of them: exported, failed (the collector refused or did not answer), dropped (the export queue was full).", "result")
 	m.reloads = counter("weir_config_reloads_total", "Config reload attempts, by result: applied, unchanged, rejected, unreadable.", "result")
 	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{Name: "weir_config_last_reload_success_timestamp_seconds",
 		Help: "When the active config was loaded (Unix time)."})

@@ -53,6 +53,10 @@ var (
 	corsChain = "\ndefaults:\n  filters:\n    - cors: {allow_origins: [https://app.example.com]}\n    - access: {allow: [127.0.0.0/8]}\n"
 	// jwtChain's JWKS_FILE is replaced by a file holding benchSigner's key (see newRig).
 	jwtChain = "\ndefaults:\n  filters:\n    - jwt: {jwks_file: JWKS_FILE, audiences: [bench], forward_claims: {email: X-User-Email}}\n"
+	// tracedUnsampled and tracedSampled turn tracing on; the rig's requests come without a
+	// traceparent, so sample_ratio decides. OTLP_RECEIVER is replaced by a real receiver (see newRig).
+	tracedUnsampled = "\ntracing: {otlp_endpoint: \"http://OTLP_RECEIVER\", sample_ratio: 0}\n"
+	tracedSampled   = "\ntracing: {otlp_endpoint: \"http://OTLP_RECEIVER\", sample_ratio: 1, queue_size: 65536}\n"
 )
 
 // benchSigner signs the rig's tokens for jwtChain, one key for the whole test binary.
@@ -95,6 +99,9 @@ func newRig(tb testing.TB, path string, accessLog bool, extra string, https bool
 	if extra == jwtChain {
 		set, _ := json.Marshal(map[string]any{"keys": []map[string]string{benchSigner().jwk()}})
 		config = strings.Replace(extra, "JWKS_FILE", strconv.Quote(writeConfigFile(tb, string(set))), 1)
+	}
+	if strings.Contains(extra, "OTLP_RECEIVER") {
+		config = strings.Replace(extra, "OTLP_RECEIVER", startOTLPReceiver(tb).addr, 1)
 	}
 	backend := startBackend(tb, func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentType("text/plain")
@@ -160,6 +167,8 @@ func BenchmarkProxyGET(b *testing.B) {
 		{"static-route-basic-auth", "/static", basicAuthChain},
 		{"static-route-cors-access", "/static", corsChain},
 		{"static-route-jwt-es256", "/static", jwtChain},
+		{"static-route-traced-unsampled", "/static", tracedUnsampled},
+		{"static-route-traced-sampled", "/static", tracedSampled},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			rig := newProxyRigWith

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/tracing"
 	"github.com/weir-gateway/weir/upstream"
 )
 
@@ -108,6 +110,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	defer s.finish(ctx, x, snap, ctx.Time())
 
 	requestID(ctx, x)
+	if snap.tracing.tracer != nil {
+		beginTrace(ctx, x, &snap.tracing)
+	}
 	status, reason := checkRequest(ctx)
 	if status == 0 && ctx.Request.Header.ContentLength() > int(snap.Server.MaxBodyBytes) {
 		status, reason = fasthttp.StatusRequestEntityTooLarge, "request body too large"
@@ -175,9 +180,15 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		filters.ReleaseExchange(x)
 		return
 	}
-	elapsed := time.Since(start)
+	end := time.Now()
+	elapsed := end.Sub(start)
 	if rm := snap.routeMetrics(x.Route); rm != nil {
 		rm.observe(method, status, elapsed.Seconds())
+	}
+	if x.Trace.Sampled {
+		r := spanRequest(ctx, x, snap, method, status, start)
+		r.End = end
+		snap.tracing.tracer.Export(&x.Trace, &r)
 	}
 	if !s.accessLogged(snap, status) {
 		filters.ReleaseExchange(x)
@@ -198,6 +209,9 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 		Int64("upstream_us", x.UpstreamTime.Microseconds())
 	if len(x.Consumer) > 0 {
 		ev = ev.Bytes("consumer", x.Consumer)
+	}
+	if x.Trace.On {
+		ev = ev.Hex("trace_id", x.Trace.TraceID[:])
 	}
 	if x.Fallback != "" {
 		ev = ev.Str("fallback", x.Fallback)
@@ -255,10 +269,23 @@ func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange,
 	rec := streamRecord{requestID: string(x.RequestID), clientIP: string(x.ClientIP), method: string(method),
 		host: string(x.Host), path: string(x.Path), route: x.Route, target: x.Target, attempts: x.Attempts,
 		upstreamUS: x.UpstreamTime.Microseconds(), consumer: string(x.Consumer), pool: x.Pool}
+	if x.Trace.On {
+		rec.traceID = hex.EncodeToString(x.Trace.TraceID[:])
+	}
+	var span *tracedStream
+	if x.Trace.Sampled {
+		span = &tracedStream{span: x.Trace, req: cloneSpanRequest(spanRequest(ctx, x, snap, method, status, start))}
+	}
 	st.WatchClient(ctx.Conn(), snap.Server.WriteTimeout, func(n int, result string) {
-		elapsed := time.Since(start)
+		end := time.Now()
+		elapsed := end.Sub(start)
 		if rm != nil {
 			rm.observe([]byte(rec.method), status, elapsed.Seconds())
+		}
+		if span != nil {
+			span.req.End = end
+			span.span.Event(tracing.Event{Name: "stream_end", At: end, Reason: result})
+			snap.tracing.tracer.Export(&span.span, &span.req)
 		}
 		if !logged {
 			return
@@ -280,6 +307,9 @@ func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange,
 		if rec.consumer != "" {
 			ev = ev.Str("consumer", rec.consumer)
 		}
+		if rec.traceID != "" {
+			ev = ev.Str("trace_id", rec.traceID)
+		}
 		if rec.pool != "" {
 			ev = ev.Str("pool", rec.pool)
 		}
@@ -288,9 +318,9 @@ func (s *Server) deferToStreamEnd(ctx *fasthttp.RequestCtx, x *filters.Exchange,
 }
 
 type streamRecord struct {
-	requestID, clientIP, method, host, path, route, target, consumer, pool string
-	attempts                                                               int
-	upstreamUS                                                             int64
+	requestID, clientIP, method, host, path, route, target, consumer, pool, traceID string
+	attempts                                                                        int
+	upstreamUS                                                                      int64
 }
 
 // handleParseError answers requests fasthttp could not read. It maps the size limits to their proper

@@ -45,6 +45,8 @@ type Snapshot struct {
 	anyHost    *routeTable            // routes without match.hosts
 	trusted    []netip.Prefix
 
+	tracing snapshotTracing
+
 	tls          *tlsListener             // nil without server.tls
 	redirectPort string                   // ":8443" in redirects to HTTPS; "" for 443
 	sources      map[string]*certs.Source // certificate, key and CA files in use, by kind and paths
@@ -111,6 +113,9 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 	}
 	x.UpstreamTime = out.Elapsed
 	x.Attempts = out.Attempts
+	if x.Trace.Sampled {
+		traceRetries(x, &out)
+	}
 	if out.Target != nil {
 		x.Target = out.Target.Addr
 	}
@@ -260,12 +265,18 @@ func (s *Snapshot) activate() {
 	for _, p := range s.pools {
 		p.Activate()
 	}
+	if t := s.tracing.tracer; t != nil {
+		t.Start()
+	}
 }
 
 // Close stops the snapshot's health checks and drops its targets' idle connections, at shutdown.
 func (s *Snapshot) Close() {
 	for _, t := range s.targets {
 		t.Drain(0)
+	}
+	if t := s.tracing.tracer; t != nil {
+		shutdownTracer(t, 0)
 	}
 }
 
@@ -277,6 +288,10 @@ func (s *Snapshot) retire(next *Snapshot, grace time.Duration) {
 		if next.targets[key] != t {
 			go t.Drain(grace)
 		}
+	}
+	// Requests still running on s end their spans on its tracer: it stops once they have had grace.
+	if t := s.tracing.tracer; t != nil && t != next.tracing.tracer {
+		go shutdownTracer(t, grace)
 	}
 }
 

@@ -109,6 +109,21 @@ type Outcome struct {
 	// Tunnel is set when the upstream switched protocols (a WebSocket): the caller relays it or
 	// closes it.
 	Tunnel *Tunnel
+	// Retried are the first attempts that were retried, for the request's trace; NRetried counts them
+	// all.
+	Retried  [MaxNotedRetries]RetriedAttempt
+	NRetried int
+}
+
+// MaxNotedRetries bounds the retried attempts an Outcome describes.
+const MaxNotedRetries = 3
+
+// RetriedAttempt is an attempt that failed and was retried.
+type RetriedAttempt struct {
+	Target *Target
+	Status int    // its status answer; 0 if it got none
+	Reason string // why it failed when it got no answer
+	At     time.Time
 }
 
 // Do sends req to the pool and reads the answer into resp, retrying on other targets as the policy
@@ -182,6 +197,14 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 			sel.tried = 0 // every target was tried: a retry may go to any
 		}
 		p.retries.Inc()
+		if out.NRetried < MaxNotedRetries {
+			note := RetriedAttempt{Target: t, Status: status, Reason: failure.Reason, At: now}
+			if err != nil {
+				note.Status = 0 // resp holds no answer
+			}
+			out.Retried[out.NRetried] = note
+		}
+		out.NRetried++
 		resp.Reset()
 	}
 }
