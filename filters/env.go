@@ -32,6 +32,52 @@ type Env struct {
 	// Dir is the config file's directory: relative file names in a filter's settings are resolved
 	// against it.
 	Dir string
+	// SharedLimits builds the buckets of a rate_limit with scope: global, kept in the config's redis;
+	// nil when the config has no redis block.
+	SharedLimits func(SharedLimitSpec) (SharedLimiter, error)
+}
+
+// SharedLimitSpec is a limit every replica shares: PerSecond on average, Burst at once, per key.
+type SharedLimitSpec struct {
+	// ID names the limit in the shared store: the same route and settings give the same ID on every
+	// replica.
+	ID        string
+	PerSecond float64
+	Burst     int
+	// MaxKeys bounds the keys a replica tracks; LeaseWindow is how much of its own recent traffic a
+	// replica takes from the store at once.
+	MaxKeys     int
+	LeaseWindow time.Duration
+	// Leases counts the requests for tokens sent to the store.
+	Leases Counter
+}
+
+// SharedLimiter decides requests against a shared limit.
+type SharedLimiter interface {
+	// Take decides one request for key (empty: the route's one bucket). key's bytes are not kept.
+	Take(key []byte, now time.Time) SharedDecision
+}
+
+// SharedVerdict is what a SharedLimiter decided.
+type SharedVerdict uint8
+
+const (
+	// SharedAllowed: a token was taken.
+	SharedAllowed SharedVerdict = iota
+	// SharedRefused: the key has no token left; RetryAfter says when one may be.
+	SharedRefused
+	// SharedUnavailable: the store cannot be reached; the filter decides by its on_redis_error.
+	SharedUnavailable
+)
+
+// SharedDecision is a SharedLimiter's answer. Remaining is the key's tokens left as last seen (for the
+// RateLimit header; approximate); Replicas is how many replicas share the store as last seen (0 when
+// unknown), for the fallback's share of the limit.
+type SharedDecision struct {
+	Verdict    SharedVerdict
+	Remaining  int64
+	RetryAfter time.Duration
+	Replicas   int
 }
 
 // Resolve makes a file name from a filter's settings relative to the config file's directory.
@@ -49,6 +95,10 @@ type Counter interface{ Inc() }
 type Counters struct {
 	// RateLimited counts requests a rate_limit refused.
 	RateLimited Counter
+	// RateLimitUnshared counts requests a global rate_limit decided without Redis; RateLimitLeases
+	// the requests for tokens it sent to Redis.
+	RateLimitUnshared Counter
+	RateLimitLeases   Counter
 	// BreakerTransition returns the counter of a circuit_breaker's transitions into state (closed,
 	// half-open, open).
 	BreakerTransition func(state string) Counter
@@ -83,6 +133,20 @@ func (c Counters) rateLimited() Counter {
 		return NopCounter{}
 	}
 	return c.RateLimited
+}
+
+func (c Counters) rateLimitUnshared() Counter {
+	if c.RateLimitUnshared == nil {
+		return NopCounter{}
+	}
+	return c.RateLimitUnshared
+}
+
+func (c Counters) rateLimitLeases() Counter {
+	if c.RateLimitLeases == nil {
+		return NopCounter{}
+	}
+	return c.RateLimitLeases
 }
 
 func (c Counters) fallback(cause string) Counter {

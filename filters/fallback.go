@@ -11,7 +11,9 @@ import (
 const (
 	ReasonRateLimited = "rate limit exceeded"
 	ReasonCircuitOpen = "circuit breaker open"
-	ReasonNoTarget    = "no healthy upstream target"
+	// ReasonLimiterUnavailable: a global rate_limit with on_redis_error: deny could not reach Redis.
+	ReasonLimiterUnavailable = "rate limiter unavailable"
+	ReasonNoTarget           = "no healthy upstream target"
 )
 
 // FallbackConfig is the `fallback` filter: a fixed answer in place of a failure (the "degrade" of

@@ -253,6 +253,7 @@ func (c *compiler) snapshot() *Snapshot {
 	default:
 		c.problem("log.level", "unknown level %q; use debug, info, warn or error", lvl)
 	}
+	c.redis(s)
 	for _, name := range sortedKeys(c.cfg.Upstreams) {
 		if pool := c.pool(name, c.cfg.Upstreams[name]); pool != nil {
 			s.pools[name] = pool
@@ -491,7 +492,7 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	c.routeTargets = strings.Join(judged, " | ")
 	// defaults.filters are built for each route: every route gets its own limiter buckets and breaker.
 	env := filters.Env{Route: rc.Name, Pattern: pat, Now: c.opts.Now, Log: c.opts.Log.With().Str("route", rc.Name).Logger(),
-		Dir: filepath.Dir(c.cfg.File)}
+		Dir: filepath.Dir(c.cfg.File), SharedLimits: c.sharedLimits(s)}
 	if split != nil {
 		env.Splits = split.names
 	}

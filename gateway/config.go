@@ -18,6 +18,7 @@ type Config struct {
 	Reload    ReloadConfig               `yaml:"reload"`
 	Log       LogConfig                  `yaml:"log"`
 	Tracing   TracingConfig              `yaml:"tracing"`
+	Redis     *RedisConfig               `yaml:"redis"`
 	Upstreams map[string]*UpstreamConfig `yaml:"upstreams"`
 	Defaults  DefaultsConfig             `yaml:"defaults"`
 	Routes    []RouteConfig              `yaml:"routes"`
@@ -176,6 +177,39 @@ type TracingConfig struct {
 	BatchTimeout time.Duration `yaml:"batch_timeout" default:"2s"`
 	// ExportTimeout bounds one export; a batch that fails or times out is dropped, not retried.
 	ExportTimeout time.Duration `yaml:"export_timeout" default:"5s"`
+}
+
+// RedisConfig is the Redis that replicas share: global rate limits keep their buckets there.
+type RedisConfig struct {
+	// Addrs are host:port addresses: one for a standalone Redis, several for the seeds of a Redis
+	// Cluster.
+	Addrs []string `yaml:"addrs"`
+	// Username is for Redis ACLs; empty means the default user.
+	Username string `yaml:"username"`
+	// PasswordFile holds the password (surrounding white space ignored); the password is never
+	// written in config.yaml itself.
+	PasswordFile string `yaml:"password_file"`
+	// DB is the database number (standalone Redis only).
+	DB int `yaml:"db" default:"0"`
+	// Timeout bounds each command: no request waits longer for Redis.
+	Timeout time.Duration `yaml:"timeout" default:"50ms"`
+	// RetryInterval is how often weir tries a Redis that failed; until one try succeeds, no request
+	// waits for Redis at all.
+	RetryInterval time.Duration `yaml:"retry_interval" default:"1s"`
+	// KeyPrefix starts every key weir writes, so that several weir deployments can share one Redis.
+	KeyPrefix string `yaml:"key_prefix" default:"weir:"`
+	// TLS encrypts the connections to Redis.
+	TLS RedisTLSConfig `yaml:"tls"`
+}
+
+// RedisTLSConfig is TLS to Redis.
+type RedisTLSConfig struct {
+	// Enabled turns TLS on.
+	Enabled bool `yaml:"enabled" default:"false"`
+	// CAFile is a PEM bundle of the CAs that sign Redis's certificate; empty means the system's.
+	CAFile string `yaml:"ca_file"`
+	// ServerName is the name checked in Redis's certificate; empty means the address's host.
+	ServerName string `yaml:"server_name"`
 }
 
 // UpstreamConfig is one pool of interchangeable backend targets.

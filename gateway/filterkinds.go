@@ -83,8 +83,13 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error), judg
 			if judgesUpstream {
 				targets = c.routeTargets
 			}
-			key, f = c.reuseFilter(fmt.Sprintf("%s|%s|%s|%T|%s|%s|%s", env.Route, env.Pattern.Text, targets, cfg, fingerprint, files,
-				c.upstreamSettings(cfg)))
+			// A global limit is valid only with a redis block: one that lost it must be built (and refused).
+			shared := ""
+			if g, ok := any(cfg).(interface{ Global() bool }); ok && g.Global() && env.SharedLimits == nil {
+				shared = "no-redis"
+			}
+			key, f = c.reuseFilter(fmt.Sprintf("%s|%s|%s|%T|%s|%s|%s%s", env.Route, env.Pattern.Text, targets, cfg, fingerprint, files,
+				c.upstreamSettings(cfg), shared))
 		}
 		if f == nil {
 			built, err := build(cfg, env)

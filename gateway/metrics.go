@@ -43,6 +43,8 @@ type Metrics struct {
 	ejections        *prometheus.CounterVec // upstream, target
 
 	rateLimited        *prometheus.CounterVec // route
+	rateLimitUnshared  *prometheus.CounterVec // route
+	rateLimitLeases    *prometheus.CounterVec // route
 	fallbacks          *prometheus.CounterVec // route, cause
 	splitRequests      *prometheus.CounterVec // route, upstream
 	mirrored           *prometheus.CounterVec // route, result
@@ -51,6 +53,11 @@ type Metrics struct {
 	tlsHandshakeFailures *prometheus.CounterVec // reason
 
 	tracingSpans *prometheus.CounterVec // result
+
+	redisUp       prometheus.Gauge
+	redisReplicas prometheus.Gauge
+	redisCommands *prometheus.HistogramVec // command
+	redisErrors   *prometheus.CounterVec   // command
 
 	tunnelsOpen *prometheus.GaugeVec   // route
 	tunnelBytes *prometheus.CounterVec // route, direction
@@ -93,12 +100,23 @@ func NewMetrics() *Metrics {
 	m.tunnelBytes = counter("weir_websocket_bytes_total", "Bytes relayed through WebSocket tunnels, by route and direction: to_upstream, to_client.", "route", "direction")
 	m.ejections = counter("weir_upstream_ejections_total", "Targets taken out of rotation by passive health.", "upstream", "target")
 	m.rateLimited = counter("weir_rate_limit_rejections_total", "Requests refused by a rate_limit filter.", "route")
+	m.rateLimitUnshared = counter("weir_rate_limit_redis_unavailable_total", "Requests a global rate_limit decided without Redis, as its on_redis_error says (local share, allow or deny).", "route")
+	m.rateLimitLeases = counter("weir_rate_limit_redis_leases_total", "Requests for tokens a global rate_limit sent to Redis (one round trip each).", "route")
 	m.mirrored = counter("weir_mirror_requests_total", "Copies a mirror filter made, by result: sent (answered), failed (no answer), dropped (max_in_flight reached), skipped (a streamed upload).", "route", "result")
 	m.splitRequests = counter("weir_split_requests_total", "Requests a route's split sent to each of its upstreams.", "route", "upstream")
 	m.fallbacks = counter("weir_fallbacks_total", "Answers a fallback filter gave in place of a failure, by cause (a 5xx status, circuit_open, no_target, rate_limited).", "route", "cause")
 	m.breakerTransitions = counter("weir_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", "route", "to")
 	m.tlsHandshakeFailures = counter("weir_tls_handshake_failures_total", "Failed TLS handshakes on the HTTPS listener, by reason: plain_http, not_tls, timeout, client_closed, protocol_version, no_shared_cipher, no_client_certificate, bad_client_certificate, client_alert, no_certificate, other.", "reason")
 	m.tracingSpans = counter("weir_tracing_spans_total", "Sampled request spans, by what became of them: exported, failed (the collector refused or did not answer), dropped (the export queue was full).", "result")
+	m.redisUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "weir_redis_up",
+		Help: "1 while the shared Redis is in use; 0 while it is unreachable (global rate limits decide locally) or not configured."})
+	m.redisReplicas = prometheus.NewGauge(prometheus.GaugeOpts{Name: "weir_redis_replicas",
+		Help: "weir replicas that registered with the shared Redis in the last 10 seconds, as last seen."})
+	m.redisCommands = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_redis_command_duration_seconds",
+		Help:    "Time of commands sent to the shared Redis, by command: lease (tokens for global rate limits), heartbeat.",
+		Buckets: durationBuckets}, []string{"command"})
+	m.redisErrors = counter("weir_redis_errors_total", "Failed commands to the shared Redis, by command.", "command")
+	m.reg.MustRegister(m.redisUp, m.redisReplicas, m.redisCommands)
 	m.reloads = counter("weir_config_reloads_total", "Config reload attempts, by result: applied, unchanged, rejected, unreadable.", "result")
 	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{Name: "weir_config_last_reload_success_timestamp_seconds",
 		Help: "When the active config was loaded (Unix time)."})
@@ -178,6 +196,8 @@ func (m *Metrics) prune(active *Snapshot) {
 		m.requests.DeletePartialMatch(labels)
 		m.duration.DeletePartialMatch(labels)
 		m.rateLimited.DeletePartialMatch(labels)
+		m.rateLimitUnshared.DeletePartialMatch(labels)
+		m.rateLimitLeases.DeletePartialMatch(labels)
 		m.fallbacks.DeletePartialMatch(labels)
 		m.splitRequests.DeletePartialMatch(labels)
 		m.mirrored.DeletePartialMatch(labels)
@@ -284,6 +304,8 @@ type tunnelCounters struct {
 func (m *Metrics) filterCounters(route string) filters.Counters {
 	return filters.Counters{
 		RateLimited:       m.rateLimited.WithLabelValues(route),
+		RateLimitUnshared: m.rateLimitUnshared.WithLabelValues(route),
+		RateLimitLeases:   m.rateLimitLeases.WithLabelValues(route),
 		BreakerTransition: func(state string) filters.Counter { return m.breakerTransitions.WithLabelValues(route, state) },
 		Fallback:          func(cause string) filters.Counter { return m.fallbacks.WithLabelValues(route, cause) },
 		Mirror:            func(result string) filters.Counter { return m.mirrored.WithLabelValues(route, result) },

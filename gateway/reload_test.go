@@ -24,7 +24,8 @@ type runningGateway struct {
 	public, admin string
 	path          string
 	sighup        chan struct{}
-	https         string // the HTTPS listener's address, when the config has server.tls
+	https         string        // the HTTPS listener's address, when the config has server.tls
+	events        *lockedBuffer // the gateway's event log, also shown in the test log
 }
 
 func addrText(a net.Addr) string {
@@ -43,12 +44,12 @@ func startRun(t *testing.T, path string) *runningGateway {
 // are set here.
 func startRunWith(t *testing.T, path string, rc RunConfig) *runningGateway {
 	t.Helper()
-	g := &runningGateway{path: path, sighup: make(chan struct{})}
+	g := &runningGateway{path: path, sighup: make(chan struct{}), events: &lockedBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		rc.Path, rc.Log, rc.AccessOut, rc.Reload = path, zerolog.New(testLogWriter{t}), io.Discard, g.sighup
+		rc.Path, rc.Log, rc.AccessOut, rc.Reload = path, zerolog.New(io.MultiWriter(testLogWriter{t}, g.events)), io.Discard, g.sighup
 		rc.Ready = func(l Listeners) {
 			g.public, g.admin, g.https = addrText(l.HTTP), addrText(l.Admin), addrText(l.HTTPS)
 			close(ready)

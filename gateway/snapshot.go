@@ -46,6 +46,7 @@ type Snapshot struct {
 	trusted    []netip.Prefix
 
 	tracing snapshotTracing
+	redis   snapshotRedis
 
 	tls          *tlsListener             // nil without server.tls
 	redirectPort string                   // ":8443" in redirects to HTTPS; "" for 443
@@ -268,6 +269,7 @@ func (s *Snapshot) activate() {
 	if t := s.tracing.tracer; t != nil {
 		t.Start()
 	}
+	s.activateRedis()
 }
 
 // Close stops the snapshot's health checks and drops its targets' idle connections, at shutdown.
@@ -277,6 +279,9 @@ func (s *Snapshot) Close() {
 	}
 	if t := s.tracing.tracer; t != nil {
 		shutdownTracer(t, 0)
+	}
+	if c := s.redis.conn; c != nil {
+		c.Close()
 	}
 }
 
@@ -292,6 +297,9 @@ func (s *Snapshot) retire(next *Snapshot, grace time.Duration) {
 	// Requests still running on s end their spans on its tracer: it stops once they have had grace.
 	if t := s.tracing.tracer; t != nil && t != next.tracing.tracer {
 		go shutdownTracer(t, grace)
+	}
+	if c := s.redis.conn; c != nil && c != next.redis.conn {
+		go closeRedisAfter(c, grace)
 	}
 }
 
