@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-gateway/weir/certs/certstest"
 	"github.com/weir-gateway/weir/redisconn/redistest"
 )
 
@@ -228,5 +230,28 @@ func TestCompile_RedisProblems(t *testing.T) {
 	_, err := Compile("test.yaml", []byte("redis: {addrs: [\"r:6379\"]}\n"+strings.Replace(route, "scope: global", "scope: everywhere", 1)))
 	if err == nil || !strings.Contains(err.Error(), `unknown scope "everywhere"`) {
 		t.Errorf("an unknown scope: %v", err)
+	}
+}
+
+func TestGlobalLimit_TLSToRedis(t *testing.T) {
+	ca := certstest.NewCA(t, "redis CA")
+	dir := t.TempDir()
+	cert, key := ca.Issue(t, certstest.Options{CommonName: "redis", Names: []string{"127.0.0.1"}}).Write(t, dir, "redis")
+	caFile := ca.WriteCA(t, filepath.Join(dir, "ca.pem"))
+	redis := redistest.StartTLS(t, "", &redistest.TLS{CertFile: cert, KeyFile: key, CAFile: caFile,
+		Client: &tls.Config{RootCAs: ca.Pool()}})
+	backend := traceBackend(t)
+
+	g := startRun(t, writeConfigFile(t, globalConfig(backend, redis.Addr, ", tls: {enabled: true, ca_file: "+strconv.Quote(caFile)+"}")))
+	waitFor(t, "redis to be up over TLS", func() bool { return hasSample(g.scrape(t), "weir_redis_up 1") })
+	if got, _ := burstOf(t, g.public, "/g", 30); got[200] < 20 || got[200] > 22 {
+		t.Errorf("30 requests at once over TLS to redis: %v", got)
+	}
+
+	// Without the CA, Redis's certificate is not trusted: no connection, and the local share decides.
+	untrusting := startRun(t, writeConfigFile(t, globalConfig(backend, redis.Addr, ", tls: {enabled: true}")))
+	waitFor(t, "the refusal to be logged", func() bool { return strings.Contains(untrusting.events.String(), "redis unavailable") })
+	if hasSample(untrusting.scrape(t), "weir_redis_up 1") {
+		t.Error("weir used a Redis whose certificate it cannot verify")
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/weir-gateway/weir/redisconn/redistest"
 )
 
-func connect(t *testing.T, srv *redistest.Server) *redisconn.Conn {
+func connect(t testing.TB, srv *redistest.Server) *redisconn.Conn {
 	t.Helper()
 	c := redisconn.New(redisconn.Settings{Addrs: []string{srv.Addr}, Password: srv.Password, Timeout: 200 * time.Millisecond,
 		RetryInterval: 50 * time.Millisecond, KeyPrefix: "test:"}, redisconn.Metrics{}, zerolog.Nop())
@@ -82,4 +82,29 @@ func TestLimiter_AdmitsBurstPlusRateTimesTime(t *testing.T) {
 			t.Errorf("rate %g burst %d for %v: admitted %v, want %.0f ±5%%", tc.perSecond, tc.burst, run, got, want)
 		}
 	}
+}
+
+// BenchmarkTake is a global limit's cost per request at a steady load under the limit: leases are
+// fetched in the background, one per hundreds of requests here.
+func BenchmarkTake(b *testing.B) {
+	srv := redistest.Start(b, "")
+	c := redisconn.New(redisconn.Settings{Addrs: []string{srv.Addr}, Timeout: time.Second, RetryInterval: 50 * time.Millisecond,
+		KeyPrefix: "bench:"}, redisconn.Metrics{}, zerolog.Nop())
+	c.Start()
+	b.Cleanup(c.Close)
+	for !c.Up() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	l := globallimit.New(filters.SharedLimitSpec{ID: "bench", PerSecond: 1e9, Burst: 1e9, MaxKeys: 100,
+		LeaseWindow: 100 * time.Millisecond}, c)
+	key := []byte{192, 0, 2, 7}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if l.Take(key, time.Now()).Verdict != filters.SharedAllowed {
+				b.Error("refused under the limit")
+				return
+			}
+		}
+	})
 }

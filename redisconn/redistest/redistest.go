@@ -4,6 +4,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -22,11 +23,22 @@ type Server struct {
 	dir      string
 	cmd      *exec.Cmd
 	t        testing.TB
+	tls      *TLS
+}
+
+// TLS makes the server speak TLS only: CertFile and KeyFile are its certificate, Client the config
+// the readiness check dials with (trusting the certificate's CA).
+type TLS struct {
+	CertFile, KeyFile, CAFile string
+	Client                    *tls.Config
 }
 
 // Start runs redis-server with password ("" for none). Without a redis-server binary the test is
 // skipped, except under CI (CI=true), where that is a failure: .ci/run installs it.
-func Start(t testing.TB, password string) *Server {
+func Start(t testing.TB, password string) *Server { return StartTLS(t, password, nil) }
+
+// StartTLS is Start with TLS (nil: none).
+func StartTLS(t testing.TB, password string, tlsConf *TLS) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -34,7 +46,7 @@ func Start(t testing.TB, password string) *Server {
 		}
 		t.Skip("redis-server is not installed: apt-get install -y redis-server to run the Redis tests")
 	}
-	s := &Server{Password: password, dir: t.TempDir(), t: t}
+	s := &Server{Password: password, dir: t.TempDir(), t: t, tls: tlsConf}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +65,11 @@ func (s *Server) start() {
 		"--daemonize", "no", "--logfile", filepath.Join(s.dir, "redis.log")}
 	if s.Password != "" {
 		args = append(args, "--requirepass", s.Password)
+	}
+	if s.tls != nil {
+		args[1] = "0" // no plain port
+		args = append(args, "--tls-port", port, "--tls-cert-file", s.tls.CertFile, "--tls-key-file", s.tls.KeyFile,
+			"--tls-ca-cert-file", s.tls.CAFile, "--tls-auth-clients", "no")
 	}
 	s.cmd = exec.Command("redis-server", args...)
 	if err := s.cmd.Start(); err != nil {
@@ -74,7 +91,13 @@ func (s *Server) start() {
 
 // ping sends PING (after AUTH when a password is set) and reports whether PONG came back.
 func (s *Server) ping() bool {
-	c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
+	var c net.Conn
+	var err error
+	if s.tls != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: 200 * time.Millisecond}, "tcp", s.Addr, s.tls.Client)
+	} else {
+		c, err = net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
+	}
 	if err != nil {
 		return false
 	}
