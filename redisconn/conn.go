@@ -102,6 +102,9 @@ func (c *Conn) Up() bool { return c.up.Load() }
 // unknown.
 func (c *Conn) Replicas() int { return int(c.replicas.Load()) }
 
+// Timeout bounds each command.
+func (c *Conn) Timeout() time.Duration { return c.s.Timeout }
+
 // KeyPrefix is the prefix of every key written.
 func (c *Conn) KeyPrefix() string { return c.s.KeyPrefix }
 

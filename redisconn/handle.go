@@ -37,3 +37,11 @@ func (h *Handle) Replicas() int {
 	}
 	return 0
 }
+
+// Timeout is the command timeout of the Conn in use; 0 without one.
+func (h *Handle) Timeout() time.Duration {
+	if c := h.cur.Load(); c != nil {
+		return c.s.Timeout
+	}
+	return 0
+}

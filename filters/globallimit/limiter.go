@@ -35,6 +35,8 @@ type Store interface {
 	Up() bool
 	// Replicas is how many replicas use the store, as last seen; 0 if unknown.
 	Replicas() int
+	// Timeout bounds one Lease: a request waits for leases at most this long in all.
+	Timeout() time.Duration
 }
 
 // Limiter is one rate_limit's shared buckets as a replica sees them: a bounded table of leases.
@@ -112,6 +114,7 @@ func (l *Limiter) Take(key []byte, now time.Time) filters.SharedDecision {
 		// of a fresh burst would let the key through faster than its limit.
 		e.tokens = 0
 	}
+	var deadline int64 // set when the request first waits
 	for round := 0; ; round++ {
 		if e.tokens > 0 {
 			e.tokens--
@@ -127,22 +130,42 @@ func (l *Limiter) Take(key []byte, now time.Time) filters.SharedDecision {
 			e.mu.Unlock()
 			return filters.SharedDecision{Verdict: filters.SharedRefused, RetryAfter: wait}
 		}
-		if !l.store.Up() || (round > 0 && e.failed) || round == 3 {
+		if !l.store.Up() || (round > 0 && e.failed) {
 			e.mu.Unlock()
-			if round == 3 {
-				// Three leases came and went to other requests: the key is busier than its leases.
-				return filters.SharedDecision{Verdict: filters.SharedRefused, RetryAfter: time.Second}
-			}
 			return filters.SharedDecision{Verdict: filters.SharedUnavailable, Replicas: l.store.Replicas()}
+		}
+		if deadline == 0 {
+			deadline = ns + int64(l.store.Timeout())
+		} else if ns >= deadline {
+			// Leases came and went to other requests for as long as one may wait: the key is busier
+			// than its leases.
+			e.mu.Unlock()
+			return filters.SharedDecision{Verdict: filters.SharedRefused, RetryAfter: time.Second}
 		}
 		if e.fetching == nil {
 			l.fetch(e, ns)
 		}
 		done := e.fetching
 		e.mu.Unlock()
-		<-done // the fetch ends within the store's timeout
+		if round == 0 {
+			<-done // the fetch ends within the store's timeout
+		} else if !waitUntil(done, deadline) {
+			return filters.SharedDecision{Verdict: filters.SharedRefused, RetryAfter: time.Second}
+		}
 		e.mu.Lock()
 		ns = time.Now().UnixNano()
+	}
+}
+
+// waitUntil waits for done until the deadline (unix ns) and reports whether done came first.
+func waitUntil(done <-chan struct{}, deadline int64) bool {
+	t := time.NewTimer(time.Until(time.Unix(0, deadline)))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
