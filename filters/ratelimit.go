@@ -279,34 +279,27 @@ func (s *rateLimitStep) fallbackLimiter(x *Exchange, now time.Time, replicas int
 		}
 		s.fallback.Store(fb)
 	}
-	if fb.route != nil {
-		return fb.route
-	}
-	var buf [16]byte
-	switch s.key {
-	case keyClientIP:
-		return fb.table.get(clientKey(buf[:0], x), now)
-	case keyHeader:
-		return fb.table.get(fb.table.digestKey(buf[:0], x.Ctx.Request.Header.Peek(s.header)), now)
-	}
-	return fb.table.get(fb.table.digestKey(buf[:0], x.Consumer), now)
+	return s.bucket(fb.route, fb.table, x, now)
 }
 
 // limiter finds the bucket for the request's key.
 func (s *rateLimitStep) limiter(x *Exchange, now time.Time) *rate.Limiter {
+	return s.bucket(s.route, s.table, x, now)
+}
+
+// bucket is the request's bucket among route (key: route) or table (other keys).
+func (s *rateLimitStep) bucket(route *rate.Limiter, table *bucketTable, x *Exchange, now time.Time) *rate.Limiter {
+	var buf [16]byte
 	switch s.key {
 	case keyClientIP:
-		var buf [16]byte
-		return s.table.get(clientKey(buf[:0], x), now)
+		return table.get(clientKey(buf[:0], x), now)
 	case keyHeader:
 		// A request without the header gets the empty key: such requests share one bucket.
-		var buf [16]byte
-		return s.table.get(s.table.digestKey(buf[:0], x.Ctx.Request.Header.Peek(s.header)), now)
+		return table.get(table.digestKey(buf[:0], x.Ctx.Request.Header.Peek(s.header)), now)
 	case keyConsumer:
-		var buf [16]byte
-		return s.table.get(s.table.digestKey(buf[:0], x.Consumer), now)
+		return table.get(table.digestKey(buf[:0], x.Consumer), now)
 	}
-	return s.route
+	return route
 }
 
 // clientKey is the client's address as bytes, IPv6 cut to its /64: one host usually holds a whole

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,20 +43,11 @@ func burstOf(t *testing.T, gw, path string, n int, allowed ...int) (map[int]int,
 		resp := do(path)
 		slowest = max(slowest, time.Since(start))
 		got[resp.StatusCode()]++
-		if s := resp.StatusCode(); s != 200 && s != 429 && !containsInt(allowed, s) {
+		if s := resp.StatusCode(); s != 200 && s != 429 && !slices.Contains(allowed, s) {
 			t.Fatalf("GET %s: %d %s", path, s, resp.Body())
 		}
 	}
 	return got, slowest
-}
-
-func containsInt(list []int, v int) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func sampleValue(t *testing.T, text, series string) float64 {

@@ -41,7 +41,7 @@ func (h *Handle) Replicas() int {
 // Timeout is the command timeout of the Conn in use; 0 without one.
 func (h *Handle) Timeout() time.Duration {
 	if c := h.cur.Load(); c != nil {
-		return c.s.Timeout
+		return c.Timeout()
 	}
 	return 0
 }

@@ -104,8 +104,8 @@ func New(spec filters.SharedLimitSpec, store Store) *Limiter {
 
 // Take implements filters.SharedLimiter.
 func (l *Limiter) Take(key []byte, now time.Time) filters.SharedDecision {
-	e := l.lease(key, now.UnixNano())
 	ns := now.UnixNano()
+	e := l.lease(key, ns)
 	e.mu.Lock()
 	e.seen++
 	e.lastUse = ns
