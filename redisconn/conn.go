@@ -178,8 +178,13 @@ func (c *Conn) setUp() {
 	}
 }
 
-// down takes Redis out of use after err, and has it tried again in the background.
+// down takes Redis out of use after err, and has it tried again in the background. The client is
+// dropped too: the next try dials afresh, so that no connection from before the failure (a Redis that
+// restarted has reset them all) is used once Redis answers again.
 func (c *Conn) down(err error) {
+	if cl := c.client.Swap(nil); cl != nil {
+		go (*cl).Close()
+	}
 	wasUp, first := c.up.Swap(false), !c.logged.Swap(true)
 	if wasUp || first {
 		c.log.Warn().Err(err).Dur("retry_interval", c.s.RetryInterval).
