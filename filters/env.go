@@ -35,6 +35,19 @@ type Env struct {
 	// SharedLimits builds the buckets of a rate_limit with scope: global, kept in the config's redis;
 	// nil when the config has no redis block.
 	SharedLimits func(SharedLimitSpec) (SharedLimiter, error)
+	// SharedCache is the config's redis, for a cache with store: redis; nil without a redis block.
+	SharedCache SharedCache
+}
+
+// SharedCache is a key-value store every replica shares. Keys are given without the redis block's
+// key_prefix; the store adds it. A store that is down answers at once with an error, never waits.
+type SharedCache interface {
+	// Get returns the value at key; nil and no error when there is none.
+	Get(key string) ([]byte, error)
+	// Set stores value at key for ttl.
+	Set(key string, value []byte, ttl time.Duration) error
+	// DeletePrefix deletes the keys starting with prefix and says how many.
+	DeletePrefix(prefix string) (int, error)
 }
 
 // SharedLimitSpec is a limit every replica shares: PerSecond on average, Burst at once, per key.
@@ -106,6 +119,18 @@ type Counters struct {
 	Fallback func(cause string) Counter
 	// Mirror returns the counter of a mirror's copies by result (sent, dropped, skipped, failed).
 	Mirror func(result string) Counter
+	// Cache returns the counter of a cache's answers by result (hit, stale, revalidated, miss,
+	// bypass), or of its other events: coalesced (a request served by another's upstream call),
+	// evicted (an entry dropped for room), refresh_failed (a background refresh that got no answer).
+	Cache func(event string) Counter
+}
+
+// CacheEvent is the counter of a cache's event; one that counts nothing without metrics.
+func (c Counters) CacheEvent(event string) Counter {
+	if c.Cache == nil {
+		return NopCounter{}
+	}
+	return c.Cache(event)
 }
 
 // Mirrored is the counter of a mirror's copies with result; one that counts nothing without metrics.

@@ -21,18 +21,20 @@ import (
 //	               during shutdown
 //	GET  /config   the active config's hash and load time, and the last reload attempt
 //	POST /reload   re-read the config file now; 200 applied or unchanged, 422 rejected or unreadable
+//	POST /cache/purge  drop cached responses: {"route": NAME} and/or {"prefix": KEY_PREFIX}
 //	GET  /metrics  Prometheus metrics
 //	GET  /debug/pprof/...  Go profiles
 type Admin struct {
 	srv      *Server
 	reloader *Reloader
 	metrics  fasthttp.RequestHandler
+	m        *Metrics
 	fast     *fasthttp.Server
 }
 
 // NewAdmin prepares the admin listener for srv, reloader and metrics.
 func NewAdmin(srv *Server, reloader *Reloader, metrics *Metrics) *Admin {
-	a := &Admin{srv: srv, reloader: reloader, metrics: metrics.Handler()}
+	a := &Admin{srv: srv, reloader: reloader, metrics: metrics.Handler(), m: metrics}
 	a.fast = &fasthttp.Server{
 		Handler:               a.handle,
 		NoDefaultServerHeader: true,
@@ -71,6 +73,8 @@ func (a *Admin) handle(ctx *fasthttp.RequestCtx) {
 	case strings.HasPrefix(path, "/debug/pprof/") && get:
 		// Profiles only here, never on the public listener.
 		pprofhandler.PprofHandler(ctx)
+	case path == "/cache/purge" && post:
+		a.purge(ctx)
 	case path == "/reload" && post:
 		attempt := a.reloader.Reload("admin")
 		status := fasthttp.StatusOK
@@ -79,9 +83,9 @@ func (a *Admin) handle(ctx *fasthttp.RequestCtx) {
 		}
 		writeJSON(ctx, status, attempt)
 	case path == "/healthz" || path == "/readyz" || path == "/config" || path == "/reload" || path == "/metrics" ||
-		strings.HasPrefix(path, "/debug/pprof/"):
+		path == "/cache/purge" || strings.HasPrefix(path, "/debug/pprof/"):
 		allow := "GET, HEAD"
-		if path == "/reload" {
+		if path == "/reload" || path == "/cache/purge" {
 			allow = "POST"
 		}
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)

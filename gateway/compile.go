@@ -492,7 +492,7 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 	c.routeTargets = strings.Join(judged, " | ")
 	// defaults.filters are built for each route: every route gets its own limiter buckets and breaker.
 	env := filters.Env{Route: rc.Name, Pattern: pat, Now: c.opts.Now, Log: c.opts.Log.With().Str("route", rc.Name).Logger(),
-		Dir: filepath.Dir(c.cfg.File), SharedLimits: c.sharedLimits(s)}
+		Dir: filepath.Dir(c.cfg.File), SharedLimits: c.sharedLimits(s), SharedCache: c.sharedCache(s)}
 	if split != nil {
 		env.Splits = split.names
 	}

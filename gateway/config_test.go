@@ -994,7 +994,7 @@ routes:
 `,
 			want: []string{
 				`test.yaml:3: defaults.filters[0].rate_limit.rps: unknown key "rps"; known keys: burst, key, lease_window, max_keys, on_redis_error, per, rate, scope`,
-				`test.yaml:14: routes[0].filters[0]: unknown filter "strip_prefix"; known filters: access, api_key, basic_auth, circuit_breaker, compress, cors, fallback, json, jwt, mirror, rate_limit, rewrite`,
+				`test.yaml:14: routes[0].filters[0]: unknown filter "strip_prefix"; known filters: access, api_key, basic_auth, cache, circuit_breaker, compress, cors, fallback, json, jwt, mirror, rate_limit, rewrite`,
 				`test.yaml:15: routes[0].filters[1]: a filter is a mapping with one key naming it, like - rate_limit: {rate: 100, per: 1s}`,
 				`test.yaml:16: routes[0].filters[2]: a filter is a mapping with one key naming it, like - rate_limit: {rate: 100, per: 1s}`,
 				`test.yaml:18: routes[0].filters[3].rate_limit.rate: must be more than 0 requests per 1s`,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-gateway/weir/filters"
 	"github.com/weir-gateway/weir/filters/basicauth"
+	"github.com/weir-gateway/weir/filters/cache"
 	"github.com/weir-gateway/weir/filters/compress"
 	"github.com/weir-gateway/weir/filters/jwt"
 	"github.com/weir-gateway/weir/filters/mirror"
@@ -44,6 +45,7 @@ var filterKinds = map[string]filterKind{
 	"fallback":        kindOf(filters.NewFallback, false),
 	"mirror":          kindOf(mirror.New, false),
 	"compress":        kindOf(compress.New, false),
+	"cache":           kindOf(cache.New, false),
 }
 
 // authenticating are the filters that identify the caller. A preflight request carries no
@@ -83,7 +85,8 @@ func kindOf[C any, F filters.Filter](build func(C, filters.Env) (F, error), judg
 			if judgesUpstream {
 				targets = c.routeTargets
 			}
-			// A global limit is valid only with a redis block: one that lost it must be built (and refused).
+			// A global limit or a redis cache is valid only with a redis block: one that lost it must be
+			// built (and refused).
 			shared := ""
 			if g, ok := any(cfg).(interface{ Global() bool }); ok && g.Global() && env.SharedLimits == nil {
 				shared = "no-redis"

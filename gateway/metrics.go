@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/filters/cache"
 	"github.com/weir-gateway/weir/upstream"
 )
 
@@ -49,6 +50,9 @@ type Metrics struct {
 	splitRequests      *prometheus.CounterVec // route, upstream
 	mirrored           *prometheus.CounterVec // route, result
 	breakerTransitions *prometheus.CounterVec // route, to
+	cacheRequests      *prometheus.CounterVec // route, result
+	cacheEvents        *prometheus.CounterVec // route, event
+	cachePurged        *prometheus.CounterVec // route
 
 	tlsHandshakeFailures *prometheus.CounterVec // reason
 
@@ -105,6 +109,9 @@ func NewMetrics() *Metrics {
 	m.mirrored = counter("weir_mirror_requests_total", "Copies a mirror filter made, by result: sent (answered), failed (no answer), dropped (max_in_flight reached), skipped (a streamed upload).", "route", "result")
 	m.splitRequests = counter("weir_split_requests_total", "Requests a route's split sent to each of its upstreams.", "route", "upstream")
 	m.fallbacks = counter("weir_fallbacks_total", "Answers a fallback filter gave in place of a failure, by cause (a 5xx status, circuit_open, no_target, rate_limited).", "route", "cause")
+	m.cacheRequests = counter("weir_cache_requests_total", "Requests a cache filter saw, by result (the X-Cache value): hit, stale (served after it expired, while it is refreshed or the upstream fails), revalidated (confirmed by the upstream's 304), miss, bypass (a method, Range or Authorization the cache leaves alone).", "route", "result")
+	m.cacheEvents = counter("weir_cache_events_total", "Cache events by kind: coalesced (a request answered by another's upstream call), evicted (an entry dropped for room in max_bytes), refresh_failed (a background refresh that got nothing to store).", "route", "event")
+	m.cachePurged = counter("weir_cache_purged_total", "Entries dropped by POST /cache/purge.", "route")
 	m.breakerTransitions = counter("weir_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", "route", "to")
 	m.tlsHandshakeFailures = counter("weir_tls_handshake_failures_total", "Failed TLS handshakes on the HTTPS listener, by reason: plain_http, not_tls, timeout, client_closed, protocol_version, no_shared_cipher, no_client_certificate, bad_client_certificate, client_alert, no_certificate, other.", "reason")
 	m.tracingSpans = counter("weir_tracing_spans_total", "Sampled request spans, by what became of them: exported, failed (the collector refused or did not answer), dropped (the export queue was full).", "result")
@@ -202,6 +209,9 @@ func (m *Metrics) prune(active *Snapshot) {
 		m.splitRequests.DeletePartialMatch(labels)
 		m.mirrored.DeletePartialMatch(labels)
 		m.breakerTransitions.DeletePartialMatch(labels)
+		m.cacheRequests.DeletePartialMatch(labels)
+		m.cacheEvents.DeletePartialMatch(labels)
+		m.cachePurged.DeletePartialMatch(labels)
 		m.tunnelsOpen.DeletePartialMatch(labels)
 		m.tunnelBytes.DeletePartialMatch(labels)
 	}
@@ -309,6 +319,13 @@ func (m *Metrics) filterCounters(route string) filters.Counters {
 		BreakerTransition: func(state string) filters.Counter { return m.breakerTransitions.WithLabelValues(route, state) },
 		Fallback:          func(cause string) filters.Counter { return m.fallbacks.WithLabelValues(route, cause) },
 		Mirror:            func(result string) filters.Counter { return m.mirrored.WithLabelValues(route, result) },
+		Cache: func(event string) filters.Counter {
+			switch event {
+			case "coalesced", "evicted", "refresh_failed":
+				return m.cacheEvents.WithLabelValues(route, event)
+			}
+			return m.cacheRequests.WithLabelValues(route, event)
+		},
 	}
 }
 
@@ -317,12 +334,13 @@ func (m *Metrics) filterCounters(route string) filters.Counters {
 type stateCollector struct{ m *Metrics }
 
 var (
-	inFlightDesc = prometheus.NewDesc("weir_upstream_in_flight", "Requests in flight to a target (a target that several upstreams name with the same settings is one target: each reports its total).", []string{"upstream", "target"}, nil)
-	healthyDesc  = prometheus.NewDesc("weir_upstream_target_healthy", "1 if the target passes its active health checks (or has none).", []string{"upstream", "target"}, nil)
-	ejectedDesc  = prometheus.NewDesc("weir_upstream_target_ejected", "1 while passive health has the target out of rotation.", []string{"upstream", "target"}, nil)
-	breakerDesc  = prometheus.NewDesc("weir_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"route"}, nil)
-	expiryDesc   = prometheus.NewDesc("weir_tls_certificate_expiry_timestamp_seconds", "When the certificate in use expires (Unix time), by its name: the listener's certificates[].name (default cert_file), or upstreams.NAME.tls for a client certificate.", []string{"name"}, nil)
-	refusedDesc  = prometheus.NewDesc("weir_tls_certificate_refused", "1 while a certificate's or CA bundle's files hold a version weir refused (the previous one keeps serving; GET /config says why).", []string{"name"}, nil)
+	inFlightDesc   = prometheus.NewDesc("weir_upstream_in_flight", "Requests in flight to a target (a target that several upstreams name with the same settings is one target: each reports its total).", []string{"upstream", "target"}, nil)
+	healthyDesc    = prometheus.NewDesc("weir_upstream_target_healthy", "1 if the target passes its active health checks (or has none).", []string{"upstream", "target"}, nil)
+	ejectedDesc    = prometheus.NewDesc("weir_upstream_target_ejected", "1 while passive health has the target out of rotation.", []string{"upstream", "target"}, nil)
+	breakerDesc    = prometheus.NewDesc("weir_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"route"}, nil)
+	expiryDesc     = prometheus.NewDesc("weir_tls_certificate_expiry_timestamp_seconds", "When the certificate in use expires (Unix time), by its name: the listener's certificates[].name (default cert_file), or upstreams.NAME.tls for a client certificate.", []string{"name"}, nil)
+	cacheBytesDesc = prometheus.NewDesc("weir_cache_bytes", "Bytes a route's memory cache holds (entries and their bookkeeping), bounded by its max_bytes.", []string{"route"}, nil)
+	refusedDesc    = prometheus.NewDesc("weir_tls_certificate_refused", "1 while a certificate's or CA bundle's files hold a version weir refused (the previous one keeps serving; GET /config says why).", []string{"name"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -332,6 +350,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- breakerDesc
 	ch <- expiryDesc
 	ch <- refusedDesc
+	ch <- cacheBytesDesc
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -364,6 +383,15 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for route, state := range states {
 		ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, state, route)
+	}
+	held := map[string]float64{} // a route with more than one cache reports their sum
+	for _, f := range snap.filters {
+		if c, ok := f.(*cache.Filter); ok {
+			held[c.Route()] += float64(c.HeldBytes())
+		}
+	}
+	for route, n := range held {
+		ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, n, route)
 	}
 	named := map[string]bool{} // a label set reported twice would fail the whole scrape
 	for _, src := range snap.sources {

@@ -151,3 +151,36 @@ func closeRedisAfter(conn *redisconn.Conn, grace time.Duration) {
 	time.Sleep(grace)
 	conn.Close()
 }
+
+// redisCache is filters.SharedCache on the snapshot's Redis handle: the Conn in use when each
+// command runs, so a reload that changes the redis block moves the caches with it.
+type redisCache struct{ h *redisconn.Handle }
+
+func (r redisCache) Get(key string) ([]byte, error) {
+	if c := r.h.Conn(); c != nil {
+		return c.Get(key)
+	}
+	return nil, redisconn.ErrUnavailable
+}
+
+func (r redisCache) Set(key string, value []byte, ttl time.Duration) error {
+	if c := r.h.Conn(); c != nil {
+		return c.Set(key, value, ttl)
+	}
+	return redisconn.ErrUnavailable
+}
+
+func (r redisCache) DeletePrefix(prefix string) (int, error) {
+	if c := r.h.Conn(); c != nil {
+		return c.DeletePrefix(prefix)
+	}
+	return 0, redisconn.ErrUnavailable
+}
+
+// sharedCache is filters.Env.SharedCache for a config with a redis block, nil without one.
+func (c *compiler) sharedCache(s *Snapshot) filters.SharedCache {
+	if c.cfg.Redis == nil {
+		return nil
+	}
+	return redisCache{s.redis.handle}
+}

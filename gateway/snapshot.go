@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-gateway/weir/certs"
 	"github.com/weir-gateway/weir/filters"
+	"github.com/weir-gateway/weir/filters/cache"
 	"github.com/weir-gateway/weir/upstream"
 )
 
@@ -283,11 +284,17 @@ func (s *Snapshot) Close() {
 	if c := s.redis.conn; c != nil {
 		c.Close()
 	}
+	for _, f := range s.filters {
+		if c, ok := f.(*cache.Filter); ok {
+			c.Close()
+		}
+	}
 }
 
 // retire releases what s holds and next does not: targets next no longer uses are drained (their
-// in-flight requests, which still run on s, finish first, for up to grace) and closed. Filters hold no
-// resources beyond memory. It returns at once; draining runs in the background.
+// in-flight requests, which still run on s, finish first, for up to grace) and closed, and so are the
+// caches next dropped; other filters hold no resources beyond memory. It returns at once; draining
+// runs in the background.
 func (s *Snapshot) retire(next *Snapshot, grace time.Duration) {
 	for key, t := range s.targets {
 		if next.targets[key] != t {
@@ -300,6 +307,14 @@ func (s *Snapshot) retire(next *Snapshot, grace time.Duration) {
 	}
 	if c := s.redis.conn; c != nil && c != next.redis.conn {
 		go closeRedisAfter(c, grace)
+	}
+	for key, f := range s.filters {
+		if c, ok := f.(*cache.Filter); ok && next.filters[key] != f {
+			go func() {
+				time.Sleep(grace)
+				c.Close()
+			}()
+		}
 	}
 }
 

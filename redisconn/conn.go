@@ -212,11 +212,7 @@ func (c *Conn) Lease(key string, perSecond float64, burst, want int) (granted in
 		err = errors.New("unexpected reply to the lease script")
 	}
 	if err != nil {
-		c.down(err)
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
+		c.fail(err)
 		return 0, 0, 0, err
 	}
 	return int(vals[0]), vals[1], time.Duration(vals[2]) * time.Microsecond, nil
@@ -258,3 +254,99 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
 redis.call('PEXPIRE', KEYS[1], ttl)
 return redis.call('ZCARD', KEYS[1])
 `)
+
+// Get returns the value at key (under the key prefix); nil and no error when there is none. A
+// failure takes Redis out of use, as for a lease.
+func (c *Conn) Get(key string) ([]byte, error) {
+	cl := c.client.Load()
+	if cl == nil || !c.up.Load() {
+		return nil, ErrUnavailable
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.Timeout)
+	defer cancel()
+	start := time.Now()
+	b, err := (*cl).Do(ctx, (*cl).B().Get().Key(c.s.KeyPrefix+key).Build()).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		c.observe("cache_get", start, nil)
+		return nil, nil
+	}
+	c.observe("cache_get", start, err)
+	if err != nil {
+		c.fail(err)
+		return nil, err
+	}
+	return b, nil
+}
+
+// Set stores value at key (under the key prefix) for ttl.
+func (c *Conn) Set(key string, value []byte, ttl time.Duration) error {
+	cl := c.client.Load()
+	if cl == nil || !c.up.Load() {
+		return ErrUnavailable
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.Timeout)
+	defer cancel()
+	start := time.Now()
+	err := (*cl).Do(ctx, (*cl).B().Set().Key(c.s.KeyPrefix+key).Value(rueidis.BinaryString(value)).
+		PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()).Error()
+	c.observe("cache_set", start, err)
+	if err != nil {
+		c.fail(err)
+	}
+	return err
+}
+
+// DeletePrefix deletes the keys (under the key prefix) that start with prefix, scanning the keyspace
+// in batches (on every node of a cluster), and says how many went.
+func (c *Conn) DeletePrefix(prefix string) (int, error) {
+	cl := c.client.Load()
+	if cl == nil || !c.up.Load() {
+		return 0, ErrUnavailable
+	}
+	client := *cl
+	pattern := globEscape(c.s.KeyPrefix+prefix) + "*"
+	deleted := 0
+	for _, node := range client.Nodes() {
+		var cursor uint64
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), c.s.Timeout)
+			entry, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(500).Build()).AsScanEntry()
+			if err == nil && len(entry.Elements) > 0 {
+				var n int64
+				n, err = node.Do(ctx, node.B().Unlink().Key(entry.Elements...).Build()).AsInt64()
+				deleted += int(n)
+			}
+			cancel()
+			if err != nil {
+				c.fail(err)
+				return deleted, err
+			}
+			if cursor = entry.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	return deleted, nil
+}
+
+// globEscape quotes the characters SCAN's MATCH would read as a pattern.
+func globEscape(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+// fail takes Redis out of use after a failed command and has the background check try it again.
+func (c *Conn) fail(err error) {
+	c.down(err)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}

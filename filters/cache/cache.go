@@ -1,0 +1,586 @@
+// Package cache is the `cache` filter: a shared HTTP cache (RFC 9111) in front of the route's
+// upstream, in memory or in the Redis the replicas share, that coalesces concurrent misses into one
+// upstream request and serves stale responses while it refreshes them or while the upstream fails.
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/filters"
+)
+
+// Config is what the YAML says.
+type Config struct {
+	// TTL is the freshness of a response that says nothing of its own (no max-age, s-maxage or
+	// Expires); MaxTTL caps what a response may ask for.
+	TTL    time.Duration `yaml:"ttl" default:"30s"`
+	MaxTTL time.Duration `yaml:"max_ttl" default:"10m"`
+	// Methods are the cached methods: GET, and HEAD (answered from GET's entries).
+	Methods []string `yaml:"methods"`
+	// Key are the parts of the request that pick an entry: host, path, query, header:NAME,
+	// cookie:NAME, consumer. The headers a response's Vary names always count too.
+	Key []string `yaml:"key"`
+	// StaleWhileRevalidate: for this long after it went stale an entry is still served, while one
+	// request refreshes it in the background. StaleIfError: for this long it is served when the
+	// upstream fails (a 5xx, a timeout, an open breaker). A response's own stale-while-revalidate and
+	// stale-if-error directives override them.
+	StaleWhileRevalidate time.Duration `yaml:"stale_while_revalidate" default:"0s"`
+	StaleIfError         time.Duration `yaml:"stale_if_error" default:"0s"`
+	// Store is memory (this process) or redis (the config's redis block, shared by the replicas).
+	Store string `yaml:"store" default:"memory"`
+	// MaxBytes bounds the memory store; MaxObjectBytes the body of a response that is stored.
+	MaxBytes       filters.Size `yaml:"max_bytes" default:"256MiB"`
+	MaxObjectBytes filters.Size `yaml:"max_object_bytes" default:"1MiB"`
+	// CoalesceTimeout bounds how long a request waits for another's upstream call for the same key
+	// before it makes its own.
+	CoalesceTimeout time.Duration `yaml:"coalesce_timeout" default:"10s"`
+	// AllowAuthorization caches requests that carry Authorization (key them by consumer, or every
+	// caller shares the entries); AllowSetCookie stores responses that set cookies, cookies and all.
+	AllowAuthorization bool `yaml:"allow_authorization"`
+	AllowSetCookie     bool `yaml:"allow_set_cookie"`
+}
+
+// Global reports whether the cache is kept in the config's redis: the gateway then builds it anew
+// when the redis block goes away, so that the loss is reported.
+func (c Config) Global() bool { return c.Store == "redis" }
+
+type keyKind uint8
+
+const (
+	keyHost keyKind = iota
+	keyPath
+	keyQuery
+	keyHeader
+	keyCookie
+	keyConsumer
+)
+
+type keyPart struct {
+	kind keyKind
+	name []byte // header:NAME, cookie:NAME
+}
+
+// Filter is a compiled cache filter. It outlives a reload that leaves its route and settings alone,
+// and its store with it.
+type Filter struct {
+	cfg       Config
+	route     string
+	key       []keyPart
+	get, head bool
+	maxObject int
+	now       func() time.Time
+	log       zerolog.Logger
+	seed      maphash.Seed
+	store     store
+	memory    *memoryStore // nil with the redis store
+	flights   flights
+
+	hit, stale, revalidated, miss, bypass, coalesced, refreshFailed filters.Counter
+}
+
+// Results, as X-Cache says them.
+var (
+	xHit         = []byte("HIT")
+	xStale       = []byte("STALE")
+	xRevalidated = []byte("REVALIDATED")
+	xMiss        = []byte("MISS")
+	xBypass      = []byte("BYPASS")
+)
+
+// New validates cfg and builds the filter.
+func New(cfg Config, env filters.Env) (*Filter, error) {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &filters.ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	now := env.Now
+	if now == nil {
+		now = time.Now
+	}
+	f := &Filter{cfg: cfg, route: env.Route, maxObject: int(cfg.MaxObjectBytes), now: now, seed: maphash.MakeSeed(),
+		log: env.Log.With().Str("filter", "cache").Logger(), flights: flights{m: map[uint64]*flight{}}}
+	if cfg.TTL < 0 {
+		bad("ttl", "must be 0 (store only responses that give their own freshness) or more")
+	}
+	if cfg.MaxTTL <= 0 {
+		bad("max_ttl", "must be positive, like 10m")
+	} else if cfg.TTL > cfg.MaxTTL {
+		bad("ttl", "%s is above max_ttl (%s)", cfg.TTL, cfg.MaxTTL)
+	}
+	if cfg.StaleWhileRevalidate < 0 {
+		bad("stale_while_revalidate", "must be 0 or more")
+	}
+	if cfg.StaleIfError < 0 {
+		bad("stale_if_error", "must be 0 or more")
+	}
+	if cfg.CoalesceTimeout <= 0 {
+		bad("coalesce_timeout", "must be positive, like 10s")
+	}
+	if cfg.MaxObjectBytes <= 0 || cfg.MaxObjectBytes > 1<<30 {
+		bad("max_object_bytes", "must be from 1 byte to 1GiB")
+	}
+	methods := cfg.Methods
+	if len(methods) == 0 {
+		methods = []string{fasthttp.MethodGet, fasthttp.MethodHead}
+	}
+	for i, m := range methods {
+		switch strings.ToUpper(m) {
+		case fasthttp.MethodGet:
+			f.get = true
+		case fasthttp.MethodHead:
+			f.head = true
+		default:
+			bad(fmt.Sprintf("methods[%d]", i), "%q cannot be cached; use GET and HEAD", m)
+		}
+	}
+	if f.head && !f.get {
+		bad("methods", "HEAD is answered from GET's entries: list GET too")
+	}
+	parts := cfg.Key
+	if len(parts) == 0 {
+		parts = []string{"host", "path", "query"}
+	}
+	seen := map[string]bool{}
+	for i, p := range parts {
+		field := fmt.Sprintf("key[%d]", i)
+		if seen[strings.ToLower(p)] {
+			bad(field, "%s is listed twice", p)
+			continue
+		}
+		seen[strings.ToLower(p)] = true
+		kind, name, _ := strings.Cut(p, ":")
+		switch {
+		case p == "host":
+			f.key = append(f.key, keyPart{kind: keyHost})
+		case p == "path":
+			f.key = append(f.key, keyPart{kind: keyPath})
+		case p == "query":
+			f.key = append(f.key, keyPart{kind: keyQuery})
+		case p == "consumer":
+			f.key = append(f.key, keyPart{kind: keyConsumer})
+		case kind == "header" && name != "" && !strings.ContainsAny(name, " :\t"):
+			f.key = append(f.key, keyPart{kind: keyHeader, name: []byte(name)})
+		case kind == "cookie" && name != "" && !strings.ContainsAny(name, " ;=\t"):
+			f.key = append(f.key, keyPart{kind: keyCookie, name: []byte(name)})
+		default:
+			bad(field, "unknown key part %q; use host, path, query, consumer, header:NAME or cookie:NAME", p)
+		}
+	}
+	c := env.Counters
+	f.hit, f.stale, f.revalidated = c.CacheEvent("hit"), c.CacheEvent("stale"), c.CacheEvent("revalidated")
+	f.miss, f.bypass, f.coalesced = c.CacheEvent("miss"), c.CacheEvent("bypass"), c.CacheEvent("coalesced")
+	f.refreshFailed = c.CacheEvent("refresh_failed")
+	switch cfg.Store {
+	case "memory":
+		if cfg.MaxBytes < 1<<20 {
+			bad("max_bytes", "must be at least 1MiB, like 256MiB")
+		} else if cfg.MaxObjectBytes > cfg.MaxBytes/4 {
+			bad("max_object_bytes", "must be at most a quarter of max_bytes (%d bytes), or one response would push out the rest", cfg.MaxBytes/4)
+		}
+	case "redis":
+		if env.SharedCache == nil {
+			bad("store", "redis needs the config's redis block (redis: {addrs: [\"127.0.0.1:6379\"]})")
+		}
+	default:
+		bad("store", "unknown store %q; use memory or redis", cfg.Store)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.Store == "redis" {
+		f.store = &redisStore{r: env.SharedCache, prefix: "cache:" + env.Route + ":", keepValidated: cfg.MaxTTL, log: f.log}
+	} else {
+		f.memory = newMemoryStore(int64(cfg.MaxBytes), cfg.MaxTTL, c.CacheEvent("evicted"))
+		f.store = f.memory
+	}
+	return f, nil
+}
+
+// Route is the route the filter serves, for the gateway's metrics and purges.
+func (f *Filter) Route() string { return f.route }
+
+// HeldBytes is what the memory store holds (0 for the redis store).
+func (f *Filter) HeldBytes() int64 { return f.store.held() }
+
+// Purge drops the entries whose key starts with prefix (every entry for ""), and says how many. Keys
+// are written host, then path, then ?query (with the default key), so "api.example.com/products/"
+// drops every product.
+func (f *Filter) Purge(prefix string) int { return f.store.purge([]byte(prefix)) }
+
+// Close releases the memory store's background work; the gateway calls it for a filter a reload
+// dropped, once the old snapshot's requests are done.
+func (f *Filter) Close() {
+	if f.memory != nil {
+		f.memory.close()
+	}
+}
+
+// Wrap implements filters.Filter.
+func (f *Filter) Wrap(next filters.Handler) filters.Handler { return &step{f: f, next: next} }
+
+type step struct {
+	f    *Filter
+	next filters.Handler
+}
+
+// Serve answers from the store when it can, and otherwise sends one request upstream for all the
+// requests that want the same entry.
+func (s *step) Serve(x *filters.Exchange) {
+	f, ctx := s.f, x.Ctx
+	req := &ctx.Request.Header
+	head := ctx.IsHead()
+	if !(f.get && ctx.IsGet() || f.head && head) || x.WebSocket || len(req.Peek(fasthttp.HeaderRange)) > 0 ||
+		!f.cfg.AllowAuthorization && len(req.Peek(fasthttp.HeaderAuthorization)) > 0 {
+		s.next.Serve(x)
+		ctx.Response.Header.SetCanonical(nameXCache, xBypass)
+		f.bypass.Inc()
+		return
+	}
+	var kb [256]byte
+	key := f.appendKey(kb[:0], x)
+	e := f.lookup(key, req)
+	now := f.now().UnixNano()
+	if e != nil {
+		age := e.age(now)
+		switch {
+		case !e.Revalidate && age < e.Lifetime:
+			f.serve(x, e, xHit, now)
+			f.hit.Inc()
+			return
+		case !e.Revalidate && !e.Strict && age < e.Lifetime+e.SWR:
+			f.serve(x, e, xStale, now)
+			f.stale.Inc()
+			if !head {
+				s.refreshInBackground(x, key, e)
+			}
+			return
+		}
+	}
+	if head {
+		// A HEAD's answer has no body to store for GETs; it goes upstream on its own.
+		s.next.Serve(x)
+		ctx.Response.Header.SetCanonical(nameXCache, xMiss)
+		f.miss.Inc()
+		return
+	}
+	s.fetch(x, key, e)
+}
+
+// appendKey writes the request's key: host and path as the client sent them, then ?query, then each
+// header: or cookie: part as \x00name=value, and the consumer as \x00consumer=name.
+func (f *Filter) appendKey(dst []byte, x *filters.Exchange) []byte {
+	for _, p := range f.key {
+		switch p.kind {
+		case keyHost:
+			dst = append(dst, x.Host...)
+		case keyPath:
+			dst = append(dst, x.Path...)
+		case keyQuery:
+			if q := x.Ctx.URI().QueryString(); len(q) > 0 {
+				dst = append(append(dst, '?'), q...)
+			}
+		case keyHeader:
+			dst = append(append(append(append(dst, 0), p.name...), '='), x.Ctx.Request.Header.PeekBytes(p.name)...)
+		case keyCookie:
+			dst = append(append(append(append(dst, 0), p.name...), '='), x.Ctx.Request.Header.CookieBytes(p.name)...)
+		case keyConsumer:
+			dst = append(append(dst, "\x00consumer="...), x.Consumer...)
+		}
+	}
+	return dst
+}
+
+// lookup finds the entry for key, following a Vary marker to the request's variant.
+func (f *Filter) lookup(key []byte, req *fasthttp.RequestHeader) *Entry {
+	e := f.store.get(hashKey(f.seed, key), key)
+	if e == nil || !e.marker() {
+		return e
+	}
+	var vb [512]byte
+	vkey := appendVariant(vb[:0], key, e.Vary, req)
+	return f.store.get(hashKey(f.seed, vkey), vkey)
+}
+
+// appendVariant is the key of the request's variant among the responses that vary by names.
+func appendVariant(dst, key []byte, names [][]byte, req *fasthttp.RequestHeader) []byte {
+	dst = append(append(dst, key...), 1)
+	for _, n := range names {
+		dst = append(append(append(append(dst, n...), '='), req.PeekBytes(n)...), 0)
+	}
+	return dst
+}
+
+// varyNames are the request headers a response varies by, lowercased; nil without Vary.
+func varyNames(resp *fasthttp.Response) [][]byte {
+	var names [][]byte
+	for _, v := range resp.Header.PeekAll(fasthttp.HeaderVary) {
+		for _, n := range bytes.Split(v, []byte{','}) {
+			n = bytes.ToLower(bytes.TrimSpace(n))
+			if len(n) > 0 && !containsBytes(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	return names
+}
+
+func containsBytes(list [][]byte, b []byte) bool {
+	for _, v := range list {
+		if bytes.Equal(v, b) {
+			return true
+		}
+	}
+	return false
+}
+
+// serve answers x from e: a 304 when the client's validators match it.
+func (f *Filter) serve(x *filters.Exchange, e *Entry, result []byte, now int64) {
+	if e.Status == fasthttp.StatusOK && notModified(&x.Ctx.Request.Header, e.ETag, e.LastModified) {
+		e.writeNotModified(&x.Ctx.Response, result, now)
+		return
+	}
+	e.writeTo(&x.Ctx.Response, result, now)
+}
+
+// fetch sends x upstream unless another request for the same key already does; then it waits for
+// that one's entry.
+func (s *step) fetch(x *filters.Exchange, key []byte, stale *Entry) {
+	f := s.f
+	h := hashKey(f.seed, key)
+	fl, leader := f.flights.join(h)
+	if !leader {
+		if e := fl.wait(f.cfg.CoalesceTimeout); e != nil && f.fits(e, key, &x.Ctx.Request.Header) {
+			f.coalesced.Inc()
+			result := fl.result
+			if !bytes.Equal(result, xStale) {
+				result = xHit // served without a call of its own
+			}
+			f.serve(x, e, result, f.now().UnixNano())
+			f.countResult(result)
+			return
+		}
+		// The other request timed out, or got nothing this one may use (uncacheable, another variant).
+		fl, leader = nil, false
+	}
+	e, result := s.upstream(x, key, stale)
+	if fl != nil {
+		fl.finish(e, result)
+		f.flights.done(h, fl)
+	}
+	f.countResult(result)
+}
+
+// fits reports whether e, another request's entry for key, is this request's variant.
+func (f *Filter) fits(e *Entry, key []byte, req *fasthttp.RequestHeader) bool {
+	if bytes.Equal(e.Key, key) {
+		return true
+	}
+	marker := f.store.get(hashKey(f.seed, key), key)
+	if marker == nil || !marker.marker() {
+		return false
+	}
+	var vb [512]byte
+	return bytes.Equal(appendVariant(vb[:0], key, marker.Vary, req), e.Key)
+}
+
+func (f *Filter) countResult(result []byte) {
+	switch {
+	case bytes.Equal(result, xHit):
+		f.hit.Inc()
+	case bytes.Equal(result, xStale):
+		f.stale.Inc()
+	case bytes.Equal(result, xRevalidated):
+		f.revalidated.Inc()
+	default:
+		f.miss.Inc()
+	}
+}
+
+// upstream calls the rest of the chain for key, with stale's validators if there is one, and stores
+// what may be stored. It returns the entry x was answered from (nil when x carries the upstream's
+// answer as it came) and the X-Cache result.
+func (s *step) upstream(x *filters.Exchange, key []byte, stale *Entry) (*Entry, []byte) {
+	f, ctx := s.f, x.Ctx
+	req, resp := &ctx.Request.Header, &ctx.Response
+	// The client's own validators are answered from the entry; the upstream gets the cache's, so that
+	// its answer can be stored whole.
+	inm, ims := bytes.Clone(req.Peek(fasthttp.HeaderIfNoneMatch)), bytes.Clone(req.Peek(fasthttp.HeaderIfModifiedSince))
+	req.Del(fasthttp.HeaderIfNoneMatch)
+	req.Del(fasthttp.HeaderIfModifiedSince)
+	if stale != nil {
+		if len(stale.ETag) > 0 {
+			req.SetBytesV(fasthttp.HeaderIfNoneMatch, stale.ETag)
+		}
+		if len(stale.LastModified) > 0 {
+			req.SetBytesV(fasthttp.HeaderIfModifiedSince, stale.LastModified)
+		}
+	}
+	s.next.Serve(x)
+	req.Del(fasthttp.HeaderIfNoneMatch)
+	req.Del(fasthttp.HeaderIfModifiedSince)
+	if len(inm) > 0 {
+		req.SetBytesV(fasthttp.HeaderIfNoneMatch, inm)
+	}
+	if len(ims) > 0 {
+		req.SetBytesV(fasthttp.HeaderIfModifiedSince, ims)
+	}
+	now := f.now()
+	nowNs := now.UnixNano()
+	status := resp.StatusCode()
+	switch {
+	case x.Answered() && status == fasthttp.StatusNotModified && stale != nil:
+		p := f.policyOf(resp, stale.Status, now)
+		if !hasFreshness(resp) {
+			p.lifetime = stale.Lifetime
+		}
+		e := stale.refreshed(resp, p, nowNs)
+		if p.store {
+			f.store.set(hashKey(f.seed, e.Key), e)
+		}
+		resp.Reset()
+		f.serve(x, e, xRevalidated, nowNs)
+		return e, xRevalidated
+	case x.Answered() && status < 500:
+		p := f.policyOf(resp, status, now)
+		if !p.store {
+			resp.Header.SetCanonical(nameXCache, xMiss)
+			return nil, xMiss
+		}
+		e := f.storeResponse(key, resp, p, nowNs, &ctx.Request.Header)
+		resp.Reset()
+		f.serve(x, e, xMiss, nowNs)
+		return e, xMiss
+	case stale != nil && !stale.Strict && stale.age(nowNs) < stale.Lifetime+stale.SIE:
+		// The upstream failed: the stale entry is a better answer than the error.
+		x.Status, x.Reason, x.Failed = 0, "", false
+		resp.Reset()
+		f.serve(x, stale, xStale, nowNs)
+		return stale, xStale
+	}
+	resp.Header.SetCanonical(nameXCache, xMiss)
+	return nil, xMiss
+}
+
+// hasFreshness reports whether a response sets its own freshness.
+func hasFreshness(resp *fasthttp.Response) bool {
+	return len(resp.Header.Peek(fasthttp.HeaderCacheControl)) > 0 || len(resp.Header.Peek(fasthttp.HeaderExpires)) > 0
+}
+
+// storeResponse stores resp for key; a response with Vary is stored as the request's variant, under a
+// marker at key naming the Vary headers.
+func (f *Filter) storeResponse(key []byte, resp *fasthttp.Response, p responsePolicy, now int64, req *fasthttp.RequestHeader) *Entry {
+	names := varyNames(resp)
+	if len(names) == 0 {
+		e := newEntry(key, resp, p, now, f.cfg.AllowSetCookie)
+		f.store.set(hashKey(f.seed, key), e)
+		return e
+	}
+	marker := &Entry{Key: bytes.Clone(key), Vary: names, Stored: now, Lifetime: p.lifetime, SWR: p.swr, SIE: p.sie}
+	// The marker lives as long as the variants may: the longest the store would keep any of them.
+	marker.Lifetime = max(p.lifetime, f.cfg.MaxTTL)
+	f.store.set(hashKey(f.seed, key), marker)
+	vkey := appendVariant(nil, key, names, req)
+	e := newEntry(vkey, resp, p, now, f.cfg.AllowSetCookie)
+	f.store.set(hashKey(f.seed, vkey), e)
+	return e
+}
+
+// refreshInBackground refreshes a stale entry with a copy of x's request, unless a refresh or fetch
+// for the key is already under way. x is answered already.
+func (s *step) refreshInBackground(x *filters.Exchange, key []byte, stale *Entry) {
+	f := s.f
+	h := hashKey(f.seed, key)
+	fl, leader := f.flights.join(h)
+	if !leader {
+		return
+	}
+	bg := new(fasthttp.RequestCtx)
+	bg.Init(&x.Ctx.Request, x.Ctx.RemoteAddr(), nil)
+	y := filters.AcquireExchange(bg)
+	y.Route, y.Split, y.Pool, y.Client, y.Consumer = x.Route, x.Split, x.Pool, x.Client, x.Consumer
+	y.ClientIP = append(y.IPBuf(), x.ClientIP...)
+	y.RequestID = append(y.IDBuf(), x.RequestID...)
+	y.Host = append(y.HostBuf(), x.Host...)
+	y.Path = append(y.PathBuf(), x.Path...)
+	key = bytes.Clone(key)
+	go func() {
+		var e *Entry
+		result := xMiss
+		defer func() {
+			if p := recover(); p != nil {
+				f.log.Error().Str("route", f.route).Str("panic", fmt.Sprint(p)).Msg("panic in a background cache refresh")
+			}
+			fl.finish(e, result)
+			f.flights.done(h, fl)
+			bg.Response.ResetBody() // closes a streamed body, and the upstream connection under it
+			filters.ReleaseExchange(y)
+		}()
+		e, result = s.upstream(y, key, stale)
+		if e == nil || e == stale {
+			f.refreshFailed.Inc()
+			f.log.Warn().Str("route", f.route).Int("status", bg.Response.StatusCode()).Str("reason", y.Reason).
+				Msg("background cache refresh got nothing to store; the stale entry stays")
+		}
+	}()
+}
+
+// flights are the upstream calls under way, by key hash: the first request for a key makes the call,
+// those that come while it runs wait for its entry.
+type flights struct {
+	mu sync.Mutex
+	m  map[uint64]*flight
+}
+
+type flight struct {
+	done   chan struct{}
+	e      *Entry
+	result []byte
+}
+
+// join returns the key's flight, and whether the caller leads it (and must finish it).
+func (fs *flights) join(h uint64) (*flight, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fl, ok := fs.m[h]; ok {
+		return fl, false
+	}
+	fl := &flight{done: make(chan struct{})}
+	fs.m[h] = fl
+	return fl, true
+}
+
+// done removes fl from the flights.
+func (fs *flights) done(h uint64, fl *flight) {
+	fs.mu.Lock()
+	if fs.m[h] == fl {
+		delete(fs.m, h)
+	}
+	fs.mu.Unlock()
+}
+
+// finish hands e (nil: nothing the others may use) to the waiters.
+func (fl *flight) finish(e *Entry, result []byte) {
+	fl.e, fl.result = e, result
+	close(fl.done)
+}
+
+// wait returns the leader's entry, or nil if it has none or takes longer than d.
+func (fl *flight) wait(d time.Duration) *Entry {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-fl.done:
+		return fl.e
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,112 @@
+package cache
+
+import (
+	"bytes"
+	"hash/maphash"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/weir-gateway/weir/filters"
+)
+
+// store holds a filter's entries. Lookups go by the key's hash and check the key itself, so that a
+// memory lookup needs no string made from the key.
+type store interface {
+	get(h uint64, key []byte) *Entry
+	set(h uint64, e *Entry)
+	// purge drops the entries whose key starts with prefix (all of them for an empty prefix).
+	purge(prefix []byte) int
+	// held is the bytes the store holds for this filter (0 when another process holds them).
+	held() int64
+}
+
+// memoryStore is an otter cache bounded by weight: each entry weighs its size in bytes, and otter's
+// W-TinyLFU admission keeps one-off responses from pushing out the popular ones. Entries expire once
+// they may no longer be served (Entry.keep).
+type memoryStore struct {
+	c *otter.Cache[uint64, *Entry]
+}
+
+func newMemoryStore(maxBytes int64, keepValidated time.Duration, evicted filters.Counter) *memoryStore {
+	return &memoryStore{c: otter.Must(&otter.Options[uint64, *Entry]{
+		MaximumWeight: uint64(maxBytes),
+		Weigher:       func(_ uint64, e *Entry) uint32 { return uint32(min(e.size(), 1<<31)) },
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(en otter.Entry[uint64, *Entry]) time.Duration {
+			return en.Value.keep(keepValidated)
+		}),
+		OnDeletion: func(ev otter.DeletionEvent[uint64, *Entry]) {
+			if ev.Cause == otter.CauseOverflow {
+				evicted.Inc()
+			}
+		},
+	})}
+}
+
+func (m *memoryStore) get(h uint64, key []byte) *Entry {
+	e, ok := m.c.GetIfPresent(h)
+	if !ok || !bytes.Equal(e.Key, key) {
+		return nil // absent, or another key with the same hash: a miss, and the next store replaces it
+	}
+	return e
+}
+
+func (m *memoryStore) set(h uint64, e *Entry) { m.c.Set(h, e) }
+
+func (m *memoryStore) purge(prefix []byte) int {
+	n := 0
+	for h, e := range m.c.All() {
+		if bytes.HasPrefix(e.Key, prefix) {
+			if _, ok := m.c.Invalidate(h); ok {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (m *memoryStore) held() int64 { return int64(m.c.WeightedSize()) }
+
+// close stops otter's maintenance goroutines, for a filter a reload replaced.
+func (m *memoryStore) close() { m.c.StopAllGoroutines() }
+
+// redisStore keeps entries in the Redis every replica shares, under cache:<route>:<key>. A Redis that
+// is down or slow makes lookups misses and stores no-ops (the connection's breaker answers at once);
+// the gateway never fails a request for it.
+type redisStore struct {
+	r             filters.SharedCache
+	prefix        string // cache:<route>:
+	keepValidated time.Duration
+	log           zerolog.Logger
+}
+
+func (r *redisStore) get(_ uint64, key []byte) *Entry {
+	b, err := r.r.Get(r.prefix + string(key))
+	if err != nil || b == nil {
+		return nil
+	}
+	e, err := decode(b)
+	if err != nil || !bytes.Equal(e.Key, key) {
+		return nil
+	}
+	return e
+}
+
+func (r *redisStore) set(_ uint64, e *Entry) {
+	// Redis expires the key itself; a failed store is only a later miss.
+	_ = r.r.Set(r.prefix+string(e.Key), e.encode(), e.keep(r.keepValidated))
+}
+
+func (r *redisStore) purge(prefix []byte) int {
+	n, err := r.r.DeletePrefix(r.prefix + string(prefix))
+	if err != nil {
+		r.log.Warn().Err(err).Msg("cache purge in redis failed; entries there expire on their own")
+	}
+	return n
+}
+
+func (r *redisStore) held() int64 { return 0 }
+
+// hashKey is the memory store's hash of a key.
+func hashKey(seed maphash.Seed, key []byte) uint64 { return maphash.Bytes(seed, key) }

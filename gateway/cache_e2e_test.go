@@ -1,0 +1,352 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// testClock is a clock the test moves; freshness is judged by it, so no test sleeps for an entry to
+// go stale.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+
+func (c *testClock) Now() time.Time           { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) Advance(d time.Duration)  { c.ns.Add(int64(d)) }
+func cacheResult(r *fasthttp.Response) string { return string(r.Header.Peek("X-Cache")) }
+func ageOf(r *fasthttp.Response) string       { return string(r.Header.Peek("Age")) }
+func cacheConfig(target, cacheYAML string) string {
+	return filterConfig(target, "      - cache: "+cacheYAML+"\n")
+}
+
+// numberingBackend answers every request with handle after counting it; the body says which request
+// it was, so a test can tell a stored answer from a fresh one.
+type numberingBackend struct {
+	addr string
+	hits atomic.Int64
+}
+
+func startNumberingBackend(t *testing.T, handle func(n int64, ctx *fasthttp.RequestCtx)) *numberingBackend {
+	b := &numberingBackend{}
+	b.addr = startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		n := b.hits.Add(1)
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(fmt.Sprintf(`{"n":%d}`, n))
+		handle(n, ctx)
+	})
+	return b
+}
+
+func TestCache_FreshnessComesFromTheResponseOrTheTTLCappedByMaxTTL(t *testing.T) {
+	cases := []struct {
+		name     string
+		headers  []string
+		lifetime time.Duration
+	}{
+		{"max-age", []string{"Cache-Control", "max-age=60"}, 60 * time.Second},
+		{"s-maxage wins over max-age in a shared cache", []string{"Cache-Control", "max-age=600, s-maxage=30"}, 30 * time.Second},
+		{"Expires, from the upstream's Date", []string{"Expires", "now+45s"}, 45 * time.Second},
+		{"max-age wins over Expires", []string{"Cache-Control", "max-age=50", "Expires", "Thu, 01 Jan 1970 00:00:00 GMT"}, 50 * time.Second},
+		{"no freshness of its own: the route's ttl", nil, 20 * time.Second},
+		{"capped by max_ttl", []string{"Cache-Control", "max-age=86400"}, 2 * time.Minute},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startNumberingBackend(t, func(_ int64, ctx *fasthttp.RequestCtx) {
+				for i := 0; i+1 < len(tc.headers); i += 2 {
+					v := tc.headers[i+1]
+					if v == "now+45s" { // the Date header fasthttp adds is this second's
+						v = string(fasthttp.AppendHTTPDate(nil, time.Now().Add(45*time.Second)))
+					}
+					ctx.Response.Header.Set(tc.headers[i], v)
+				}
+			})
+			clock := newTestClock()
+			gw := startGatewayWith(t, cacheConfig(b.addr, "{ttl: 20s, max_ttl: 2m}"), Options{Now: clock.Now})
+			get := keepAliveGet(t, gw)
+			if r := get("/item"); cacheResult(r) != "MISS" || string(r.Body()) != `{"n":1}` {
+				t.Fatalf("first request: X-Cache %q body %s; want MISS from the backend", cacheResult(r), r.Body())
+			}
+			// 2s either side of the expiry: the Date and Expires an upstream sends have whole seconds.
+			clock.Advance(tc.lifetime - 2*time.Second)
+			r := get("/item")
+			if cacheResult(r) != "HIT" || string(r.Body()) != `{"n":1}` || b.hits.Load() != 1 {
+				t.Fatalf("2s before it expires: X-Cache %q body %s, backend saw %d; want a HIT", cacheResult(r), r.Body(), b.hits.Load())
+			}
+			if want := strconv.Itoa(int((tc.lifetime - 2*time.Second) / time.Second)); ageOf(r) != want {
+				t.Errorf("Age %q; want %s", ageOf(r), want)
+			}
+			if ct := string(r.Header.ContentType()); ct != "application/json" {
+				t.Errorf("a hit's Content-Type is %q; want the stored application/json", ct)
+			}
+			clock.Advance(4 * time.Second)
+			if r := get("/item"); cacheResult(r) != "MISS" || string(r.Body()) != `{"n":2}` {
+				t.Errorf("2s after it expired: X-Cache %q body %s; want a new MISS", cacheResult(r), r.Body())
+			}
+		})
+	}
+}
+
+func TestCache_WhatIsNeverStored(t *testing.T) {
+	cases := []struct {
+		name     string
+		response []string // headers the backend sets
+		request  []string // headers the client sends
+		xcache   string
+	}{
+		{"no-store", []string{"Cache-Control", "no-store"}, nil, "MISS"},
+		{"private", []string{"Cache-Control", "private, max-age=60"}, nil, "MISS"},
+		{"Set-Cookie", []string{"Cache-Control", "max-age=60", "Set-Cookie", "session=abc"}, nil, "MISS"},
+		{"Vary: *", []string{"Cache-Control", "max-age=60", "Vary", "*"}, nil, "MISS"},
+		{"a request with Authorization", []string{"Cache-Control", "max-age=60"}, []string{"Authorization", "Bearer x"}, "BYPASS"},
+		{"a Range request", []string{"Cache-Control", "max-age=60"}, []string{"Range", "bytes=0-1"}, "BYPASS"},
+		{"a 500", []string{"Cache-Control", "max-age=60", "X-Status", "500"}, nil, "MISS"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startNumberingBackend(t, func(_ int64, ctx *fasthttp.RequestCtx) {
+				for i := 0; i+1 < len(tc.response); i += 2 {
+					if tc.response[i] == "X-Status" {
+						ctx.SetStatusCode(500)
+						continue
+					}
+					ctx.Response.Header.Set(tc.response[i], tc.response[i+1])
+				}
+			})
+			gw := startGatewayWith(t, cacheConfig(b.addr, "{ttl: 1m}"), Options{})
+			get := keepAliveGet(t, gw)
+			for i := 1; i <= 2; i++ {
+				r := get("/item", tc.request...)
+				if cacheResult(r) != tc.xcache || string(r.Body()) != fmt.Sprintf(`{"n":%d}`, i) {
+					t.Fatalf("request %d: X-Cache %q body %s; want %s from the backend", i, cacheResult(r), r.Body(), tc.xcache)
+				}
+			}
+		})
+	}
+}
+
+func TestCache_RouteMayOptInToAuthorizationAndSetCookie(t *testing.T) {
+	b := startNumberingBackend(t, func(_ int64, ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Set-Cookie", "seen=1")
+	})
+	gw := startGatewayWith(t, cacheConfig(b.addr, "{ttl: 1m, allow_authorization: true, allow_set_cookie: true, key: [path, \"header:authorization\"]}"), Options{})
+	get := keepAliveGet(t, gw)
+	get("/item", "Authorization", "Bearer a")
+	r := get("/item", "Authorization", "Bearer a")
+	if cacheResult(r) != "HIT" || string(r.Header.Peek("Set-Cookie")) != "seen=1" {
+		t.Errorf("opted in: X-Cache %q, Set-Cookie %q; want a HIT with the stored cookie", cacheResult(r), r.Header.Peek("Set-Cookie"))
+	}
+	if r := get("/item", "Authorization", "Bearer b"); cacheResult(r) != "MISS" || b.hits.Load() != 2 {
+		t.Errorf("another caller: X-Cache %q; want its own MISS (the key has the header)", cacheResult(r))
+	}
+}
+
+func TestCache_VaryKeepsOneVariantPerHeaderValue(t *testing.T) {
+	b := startNumberingBackend(t, func(_ int64, ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Cache-Control", "max-age=60")
+		ctx.Response.Header.Set("Vary", "Accept-Encoding, X-Tenant")
+		ctx.SetBodyString(fmt.Sprintf("%s/%s", ctx.Request.Header.Peek("Accept-Encoding"), ctx.Request.Header.Peek("X-Tenant")))
+	})
+	gw := startGatewayWith(t, cacheConfig(b.addr, "{}"), Options{})
+	get := keepAliveGet(t, gw)
+	steps := []struct {
+		encoding, tenant, xcache, body string
+		hits                           int64
+	}{
+		{"gzip", "acme", "MISS", "gzip/acme", 1},
+		{"gzip", "acme", "HIT", "gzip/acme", 1},
+		{"br", "acme", "MISS", "br/acme", 2},
+		{"gzip", "globex", "MISS", "gzip/globex", 3},
+		{"br", "acme", "HIT", "br/acme", 3},
+		{"gzip", "globex", "HIT", "gzip/globex", 3},
+		{"gzip", "acme", "HIT", "gzip/acme", 3},
+	}
+	for i, s := range steps {
+		r := get("/v", "Accept-Encoding", s.encoding, "X-Tenant", s.tenant)
+		if cacheResult(r) != s.xcache || string(r.Body()) != s.body || b.hits.Load() != s.hits {
+			t.Errorf("step %d (%s, %s): X-Cache %q body %q, backend saw %d; want %s %q after %d",
+				i, s.encoding, s.tenant, cacheResult(r), r.Body(), b.hits.Load(), s.xcache, s.body, s.hits)
+		}
+	}
+}
+
+func TestCache_ConditionalRequestsAndRevalidation(t *testing.T) {
+	var sawINM atomic.Value
+	sawINM.Store("")
+	b := startNumberingBackend(t, func(n int64, ctx *fasthttp.RequestCtx) {
+		sawINM.Store(string(ctx.Request.Header.Peek("If-None-Match")))
+		ctx.Response.Header.Set("Cache-Control", "max-age=10")
+		ctx.Response.Header.Set("ETag", `"v1"`)
+		ctx.Response.Header.Set("Last-Modified", "Tue, 01 Dec 2026 10:00:00 GMT")
+		if string(ctx.Request.Header.Peek("If-None-Match")) == `"v1"` {
+			ctx.Response.Header.Set("Cache-Control", "max-age=30")
+			ctx.SetStatusCode(fasthttp.StatusNotModified)
+			ctx.ResetBody()
+		}
+	})
+	clock := newTestClock()
+	gw := startGatewayWith(t, cacheConfig(b.addr, "{}"), Options{Now: clock.Now})
+	get := keepAliveGet(t, gw)
+	// The client's own validators never reach the upstream: the cache asks for the whole response.
+	if r := get("/doc", "If-None-Match", `"v1"`); r.StatusCode() != 304 || cacheResult(r) != "MISS" || sawINM.Load() != "" {
+		t.Fatalf("conditional miss: %d X-Cache %q, upstream saw If-None-Match %q; want 304 MISS, upstream asked without", r.StatusCode(), cacheResult(r), sawINM.Load())
+	}
+	for _, h := range [][]string{{"If-None-Match", `"v0", W/"v1"`}, {"If-Modified-Since", "Wed, 02 Dec 2026 10:00:00 GMT"}} {
+		r := get("/doc", h...)
+		if r.StatusCode() != 304 || cacheResult(r) != "HIT" || len(r.Body()) != 0 || string(r.Header.Peek("ETag")) != `"v1"` {
+			t.Errorf("%s: %d X-Cache %q body %q; want a 304 HIT with the ETag and no body", h[0], r.StatusCode(), cacheResult(r), r.Body())
+		}
+	}
+	if r := get("/doc", "If-None-Match", `"v2"`); r.StatusCode() != 200 || string(r.Body()) != `{"n":1}` {
+		t.Errorf("another ETag: %d %s; want the stored 200", r.StatusCode(), r.Body())
+	}
+	if b.hits.Load() != 1 {
+		t.Fatalf("the backend saw %d requests; want 1", b.hits.Load())
+	}
+	clock.Advance(11 * time.Second)
+	r := get("/doc")
+	if r.StatusCode() != 200 || cacheResult(r) != "REVALIDATED" || string(r.Body()) != `{"n":1}` || sawINM.Load() != `"v1"` {
+		t.Fatalf("stale: %d X-Cache %q body %s, upstream saw If-None-Match %q; want the stored body REVALIDATED with the stored ETag",
+			r.StatusCode(), cacheResult(r), r.Body(), sawINM.Load())
+	}
+	// The 304's max-age=30 now counts.
+	clock.Advance(25 * time.Second)
+	if r := get("/doc"); cacheResult(r) != "HIT" || b.hits.Load() != 2 {
+		t.Errorf("25s after the revalidation: X-Cache %q, backend saw %d; want a HIT by the 304's max-age", cacheResult(r), b.hits.Load())
+	}
+}
+
+func TestCache_StaleWhileRevalidateServesStaleAndRefreshesOnce(t *testing.T) {
+	release := make(chan struct{})
+	b := startNumberingBackend(t, func(n int64, ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Cache-Control", "max-age=1")
+		if n == 2 {
+			<-release // the refresh is slow: every request meanwhile gets the stale entry
+		}
+	})
+	clock := newTestClock()
+	gw := startGatewayWith(t, cacheConfig(b.addr, "{stale_while_revalidate: 30s}"), Options{Now: clock.Now})
+	get := keepAliveGet(t, gw)
+	get("/p")
+	clock.Advance(5 * time.Second)
+	for i := range 20 {
+		r := get("/p")
+		if cacheResult(r) != "STALE" || string(r.Body()) != `{"n":1}` {
+			t.Fatalf("stale request %d: X-Cache %q body %s; want the stale entry at once", i, cacheResult(r), r.Body())
+		}
+	}
+	close(release)
+	waitFor(t, "the refreshed entry", func() bool { return cacheResult(get("/p")) == "HIT" })
+	if r := get("/p"); string(r.Body()) != `{"n":2}` || b.hits.Load() != 2 {
+		t.Errorf("after the refresh: body %s, backend saw %d; want the refreshed body after exactly one refresh", r.Body(), b.hits.Load())
+	}
+}
+
+func TestCache_StaleIfErrorWhenTheBackendFailsOrIsGone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status atomic.Int64
+	status.Store(200)
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(int(status.Load()))
+		ctx.Response.Header.Set("Cache-Control", "max-age=1")
+		ctx.SetBodyString("original")
+	}}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	clock := newTestClock()
+	cfg := strings.Replace(cacheConfig(ln.Addr().String(), "{stale_if_error: 5m}"), "targets:", "retries: {attempts: 1}\n    targets:", 1)
+	gw := startGatewayWith(t, cfg, Options{Now: clock.Now})
+	get := keepAliveGet(t, gw)
+	get("/s")
+	clock.Advance(10 * time.Second)
+	status.Store(503)
+	if r := get("/s"); r.StatusCode() != 200 || cacheResult(r) != "STALE" || string(r.Body()) != "original" {
+		t.Errorf("backend answering 503: %d X-Cache %q body %q; want the stale 200", r.StatusCode(), cacheResult(r), r.Body())
+	}
+	_ = srv.Shutdown()
+	_ = ln.Close()
+	if r := get("/s"); r.StatusCode() != 200 || cacheResult(r) != "STALE" || string(r.Body()) != "original" {
+		t.Errorf("backend gone: %d X-Cache %q body %q; want the stale 200", r.StatusCode(), cacheResult(r), r.Body())
+	}
+	clock.Advance(5 * time.Minute)
+	if r := get("/s"); r.StatusCode() < 500 || !strings.Contains(string(r.Body()), `"error"`) {
+		t.Errorf("past stale_if_error, backend gone: %d %q; want the gateway's JSON 5xx", r.StatusCode(), r.Body())
+	}
+}
+
+// 1,000 clients ask for one cold key at once: the backend sees one request, and every client gets its
+// answer.
+func TestCache_CoalescesAThousandConcurrentMisses(t *testing.T) {
+	started := make(chan struct{})
+	var once sync.Once
+	b := startNumberingBackend(t, func(_ int64, ctx *fasthttp.RequestCtx) {
+		once.Do(func() { close(started) })
+		time.Sleep(300 * time.Millisecond) // long enough for the others to arrive
+		ctx.Response.Header.Set("Cache-Control", "max-age=60")
+	})
+	gw := startGatewayWith(t, cacheConfig(b.addr, "{}"), Options{})
+	const clients = 1000
+	client := &fasthttp.Client{MaxConnsPerHost: clients, ReadTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	results := make([]string, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://" + gw + "/cold")
+			if err := client.Do(req, resp); err != nil {
+				results[i] = err.Error()
+				return
+			}
+			results[i] = fmt.Sprintf("%d %s %s", resp.StatusCode(), cacheResult(resp), resp.Body())
+		}()
+	}
+	wg.Wait()
+	counts := map[string]int{}
+	for _, r := range results {
+		counts[r]++
+	}
+	if b.hits.Load() != 1 {
+		t.Errorf("the backend saw %d requests for one cold key; want 1", b.hits.Load())
+	}
+	if counts[`200 MISS {"n":1}`] != 1 || counts[`200 MISS {"n":1}`]+counts[`200 HIT {"n":1}`] != clients {
+		t.Errorf("answers: %v; want one MISS and %d HITs, all with the one response", counts, clients-1)
+	}
+}
+
+func TestCompile_CacheProblems(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"{store: disk}", `routes[0].filters[0].cache.store: unknown store "disk"; use memory or redis`},
+		{"{store: redis}", "routes[0].filters[0].cache.store: redis needs the config's redis block"},
+		{"{methods: [GET, POST]}", `routes[0].filters[0].cache.methods[1]: "POST" cannot be cached; use GET and HEAD`},
+		{"{key: [path, header]}", `routes[0].filters[0].cache.key[1]: unknown key part "header"; use host, path, query, consumer, header:NAME or cookie:NAME`},
+		{"{ttl: 1h, max_ttl: 10m}", "routes[0].filters[0].cache.ttl: 1h0m0s is above max_ttl (10m0s)"},
+		{"{max_bytes: 64KiB}", "routes[0].filters[0].cache.max_bytes: must be at least 1MiB"},
+		{"{max_bytes: 4MiB, max_object_bytes: 2MiB}", "routes[0].filters[0].cache.max_object_bytes: must be at most a quarter of max_bytes"},
+		{"{stale_if_error: -1s}", "routes[0].filters[0].cache.stale_if_error: must be 0 or more"},
+	}
+	for _, tc := range cases {
+		_, err := Compile("test.yaml", []byte(cacheConfig("127.0.0.1:1", tc.yaml)))
+		if err == nil || !strings.Contains(err.Error(), "test.yaml:9: "+tc.want) {
+			t.Errorf("cache %s: got %v\nwant test.yaml:9: %s", tc.yaml, err, tc.want)
+		}
+	}
+}
