@@ -72,17 +72,17 @@ type keyPart struct {
 // Filter is a compiled cache filter. It outlives a reload that leaves its route and settings alone,
 // and its store with it.
 type Filter struct {
-	cfg       Config
-	route     string
-	key       []keyPart
-	get, head bool
-	maxObject int
-	now       func() time.Time
-	log       zerolog.Logger
-	seed      maphash.Seed
-	store     store
-	memory    *memoryStore // nil with the redis store
-	flights   flights
+	cfg                 Config
+	route               string
+	key                 []keyPart
+	cacheGet, cacheHead bool
+	maxObject           int
+	now                 func() time.Time
+	log                 zerolog.Logger
+	seed                maphash.Seed
+	memory              *memoryStore // one or the other
+	redis               *redisStore
+	flights             flights
 
 	hit, stale, revalidated, miss, bypass, coalesced, refreshFailed filters.Counter
 }
@@ -135,14 +135,14 @@ func New(cfg Config, env filters.Env) (*Filter, error) {
 	for i, m := range methods {
 		switch strings.ToUpper(m) {
 		case fasthttp.MethodGet:
-			f.get = true
+			f.cacheGet = true
 		case fasthttp.MethodHead:
-			f.head = true
+			f.cacheHead = true
 		default:
 			bad(fmt.Sprintf("methods[%d]", i), "%q cannot be cached; use GET and HEAD", m)
 		}
 	}
-	if f.head && !f.get {
+	if f.cacheHead && !f.cacheGet {
 		bad("methods", "HEAD is answered from GET's entries: list GET too")
 	}
 	parts := cfg.Key
@@ -197,10 +197,9 @@ func New(cfg Config, env filters.Env) (*Filter, error) {
 		return nil, errors.Join(errs...)
 	}
 	if cfg.Store == "redis" {
-		f.store = &redisStore{r: env.SharedCache, prefix: "cache:" + env.Route + ":", keepValidated: cfg.MaxTTL, log: f.log}
+		f.redis = &redisStore{r: env.SharedCache, prefix: "cache:" + env.Route + ":", keepValidated: cfg.MaxTTL, log: f.log}
 	} else {
 		f.memory = newMemoryStore(int64(cfg.MaxBytes), cfg.MaxTTL, c.CacheEvent("evicted"))
-		f.store = f.memory
 	}
 	return f, nil
 }
@@ -209,12 +208,22 @@ func New(cfg Config, env filters.Env) (*Filter, error) {
 func (f *Filter) Route() string { return f.route }
 
 // HeldBytes is what the memory store holds (0 for the redis store).
-func (f *Filter) HeldBytes() int64 { return f.store.held() }
+func (f *Filter) HeldBytes() int64 {
+	if f.memory != nil {
+		return f.memory.held()
+	}
+	return 0
+}
 
 // Purge drops the entries whose key starts with prefix (every entry for ""), and says how many. Keys
 // are written host, then path, then ?query (with the default key), so "api.example.com/products/"
 // drops every product.
-func (f *Filter) Purge(prefix string) int { return f.store.purge([]byte(prefix)) }
+func (f *Filter) Purge(prefix string) int {
+	if f.memory != nil {
+		return f.memory.purge([]byte(prefix))
+	}
+	return f.redis.purge([]byte(prefix))
+}
 
 // Close releases the memory store's background work; the gateway calls it for a filter a reload
 // dropped, once the old snapshot's requests are done.
@@ -238,7 +247,7 @@ func (s *step) Serve(x *filters.Exchange) {
 	f, ctx := s.f, x.Ctx
 	req := &ctx.Request.Header
 	head := ctx.IsHead()
-	if !(f.get && ctx.IsGet() || f.head && head) || x.WebSocket || len(req.Peek(fasthttp.HeaderRange)) > 0 ||
+	if !(f.cacheGet && ctx.IsGet() || f.cacheHead && head) || x.WebSocket || len(req.Peek(fasthttp.HeaderRange)) > 0 ||
 		!f.cfg.AllowAuthorization && len(req.Peek(fasthttp.HeaderAuthorization)) > 0 {
 		s.next.Serve(x)
 		ctx.Response.Header.SetCanonical(nameXCache, xBypass)
@@ -301,13 +310,13 @@ func (f *Filter) appendKey(dst []byte, x *filters.Exchange) []byte {
 
 // lookup finds the entry for key, following a Vary marker to the request's variant.
 func (f *Filter) lookup(key []byte, req *fasthttp.RequestHeader) *Entry {
-	e := f.store.get(hashKey(f.seed, key), key)
+	e := f.get(hashKey(f.seed, key), key)
 	if e == nil || !e.marker() {
 		return e
 	}
 	var vb [512]byte
 	vkey := appendVariant(vb[:0], key, e.Vary, req)
-	return f.store.get(hashKey(f.seed, vkey), vkey)
+	return f.get(hashKey(f.seed, vkey), vkey)
 }
 
 // appendVariant is the key of the request's variant among the responses that vary by names.
@@ -384,7 +393,7 @@ func (f *Filter) fits(e *Entry, key []byte, req *fasthttp.RequestHeader) bool {
 	if bytes.Equal(e.Key, key) {
 		return true
 	}
-	marker := f.store.get(hashKey(f.seed, key), key)
+	marker := f.get(hashKey(f.seed, key), key)
 	if marker == nil || !marker.marker() {
 		return false
 	}
@@ -444,7 +453,7 @@ func (s *step) upstream(x *filters.Exchange, key []byte, stale *Entry) (*Entry, 
 		}
 		e := stale.refreshed(resp, p, nowNs)
 		if p.store {
-			f.store.set(hashKey(f.seed, e.Key), e)
+			f.set(hashKey(f.seed, e.Key), e)
 		}
 		resp.Reset()
 		f.serve(x, e, xRevalidated, nowNs)
@@ -481,16 +490,16 @@ func (f *Filter) storeResponse(key []byte, resp *fasthttp.Response, p responsePo
 	names := varyNames(resp)
 	if len(names) == 0 {
 		e := newEntry(key, resp, p, now, f.cfg.AllowSetCookie)
-		f.store.set(hashKey(f.seed, key), e)
+		f.set(hashKey(f.seed, key), e)
 		return e
 	}
 	marker := &Entry{Key: bytes.Clone(key), Vary: names, Stored: now, Lifetime: p.lifetime, SWR: p.swr, SIE: p.sie}
 	// The marker lives as long as the variants may: the longest the store would keep any of them.
 	marker.Lifetime = max(p.lifetime, f.cfg.MaxTTL)
-	f.store.set(hashKey(f.seed, key), marker)
+	f.set(hashKey(f.seed, key), marker)
 	vkey := appendVariant(nil, key, names, req)
 	e := newEntry(vkey, resp, p, now, f.cfg.AllowSetCookie)
-	f.store.set(hashKey(f.seed, vkey), e)
+	f.set(hashKey(f.seed, vkey), e)
 	return e
 }
 
@@ -511,7 +520,7 @@ func (s *step) refreshInBackground(x *filters.Exchange, key []byte, stale *Entry
 	y.RequestID = append(y.IDBuf(), x.RequestID...)
 	y.Host = append(y.HostBuf(), x.Host...)
 	y.Path = append(y.PathBuf(), x.Path...)
-	key = bytes.Clone(key)
+	own := bytes.Clone(key)
 	go func() {
 		var e *Entry
 		result := xMiss
@@ -524,7 +533,7 @@ func (s *step) refreshInBackground(x *filters.Exchange, key []byte, stale *Entry
 			bg.Response.ResetBody() // closes a streamed body, and the upstream connection under it
 			filters.ReleaseExchange(y)
 		}()
-		e, result = s.upstream(y, key, stale)
+		e, result = s.upstream(y, own, stale)
 		if e == nil || e == stale {
 			f.refreshFailed.Inc()
 			f.log.Warn().Str("route", f.route).Int("status", bg.Response.StatusCode()).Str("reason", y.Reason).

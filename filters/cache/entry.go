@@ -245,6 +245,9 @@ func decode(b []byte) (*Entry, error) {
 			bad = true
 			return nil
 		}
+		if n == 0 {
+			return nil
+		}
 		v := b[:n:n]
 		b = b[n:]
 		return v

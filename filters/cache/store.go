@@ -11,15 +11,23 @@ import (
 	"github.com/weir-gateway/weir/filters"
 )
 
-// store holds a filter's entries. Lookups go by the key's hash and check the key itself, so that a
-// memory lookup needs no string made from the key.
-type store interface {
-	get(h uint64, key []byte) *Entry
-	set(h uint64, e *Entry)
-	// purge drops the entries whose key starts with prefix (all of them for an empty prefix).
-	purge(prefix []byte) int
-	// held is the bytes the store holds for this filter (0 when another process holds them).
-	held() int64
+// A filter keeps its entries in one of two stores, a memoryStore or a redisStore, called directly (an
+// interface would make every key escape to the heap). Lookups go by the key's hash and check the key
+// itself, so that a memory lookup needs no string made from the key.
+
+func (f *Filter) get(h uint64, key []byte) *Entry {
+	if f.memory != nil {
+		return f.memory.get(h, key)
+	}
+	return f.redis.get(key)
+}
+
+func (f *Filter) set(h uint64, e *Entry) {
+	if f.memory != nil {
+		f.memory.set(h, e)
+		return
+	}
+	f.redis.set(e)
 }
 
 // memoryStore is an otter cache bounded by weight: each entry weighs its size in bytes, and otter's
@@ -81,7 +89,7 @@ type redisStore struct {
 	log           zerolog.Logger
 }
 
-func (r *redisStore) get(_ uint64, key []byte) *Entry {
+func (r *redisStore) get(key []byte) *Entry {
 	b, err := r.r.Get(r.prefix + string(key))
 	if err != nil || b == nil {
 		return nil
@@ -93,7 +101,7 @@ func (r *redisStore) get(_ uint64, key []byte) *Entry {
 	return e
 }
 
-func (r *redisStore) set(_ uint64, e *Entry) {
+func (r *redisStore) set(e *Entry) {
 	// Redis expires the key itself; a failed store is only a later miss.
 	_ = r.r.Set(r.prefix+string(e.Key), e.encode(), e.keep(r.keepValidated))
 }
@@ -105,8 +113,6 @@ func (r *redisStore) purge(prefix []byte) int {
 	}
 	return n
 }
-
-func (r *redisStore) held() int64 { return 0 }
 
 // hashKey is the memory store's hash of a key.
 func hashKey(seed maphash.Seed, key []byte) uint64 { return maphash.Bytes(seed, key) }
