@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/redisconn/redistest"
 )
 
 // testClock is a clock the test moves; freshness is judged by it, so no test sleeps for an entry to
@@ -348,5 +351,160 @@ func TestCompile_CacheProblems(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "test.yaml:9: "+tc.want) {
 			t.Errorf("cache %s: got %v\nwant test.yaml:9: %s", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// purgeCache posts body to the admin listener's /cache/purge.
+func (g *runningGateway) purgeCache(t *testing.T, body string) (int, string) {
+	t.Helper()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + g.admin + "/cache/purge")
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetBodyString(body)
+	if err := fasthttp.DoTimeout(req, resp, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode(), string(resp.Body())
+}
+
+func cacheRunConfig(backend, extra string) string {
+	return `server: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+log: {access: false}
+` + extra + `upstreams:
+  u: {targets: [{url: "http://` + backend + `"}]}
+routes:
+  - {name: catalog, match: {path: "/products/{rest:*}"}, upstream: u, filters: [{cache: {ttl: 1m}}]}
+  - {name: prices, match: {path: "/prices/{rest:*}"}, upstream: u, filters: [{cache: {ttl: 1m}}]}
+  - {name: plain, match: {path: "/plain"}, upstream: u}
+`
+}
+
+func TestCache_PurgeByPrefixAndRouteCountedAndLogged(t *testing.T) {
+	b := startNumberingBackend(t, func(int64, *fasthttp.RequestCtx) {})
+	g := startRun(t, writeConfigFile(t, cacheRunConfig(b.addr, "")))
+	get := keepAliveGet(t, g.public)
+	host := g.public
+	for _, p := range []string{"/products/1", "/products/2", "/products/22", "/prices/1"} {
+		get(p)
+		if r := get(p); cacheResult(r) != "HIT" {
+			t.Fatalf("%s: X-Cache %q before the purge; want HIT", p, cacheResult(r))
+		}
+	}
+	code, body := g.purgeCache(t, `{"prefix": "`+host+`/products/2"}`)
+	if code != 200 || !strings.Contains(body, `"purged":2`) || !strings.Contains(body, `"catalog":2`) {
+		t.Errorf("purge by prefix: %d %s; want 2 purged from catalog", code, body)
+	}
+	for p, want := range map[string]string{"/products/1": "HIT", "/products/2": "MISS", "/products/22": "MISS", "/prices/1": "HIT"} {
+		if r := get(p); cacheResult(r) != want {
+			t.Errorf("%s after the prefix purge: X-Cache %q; want %s", p, cacheResult(r), want)
+		}
+	}
+	if code, body := g.purgeCache(t, `{"route": "prices"}`); code != 200 || !strings.Contains(body, `"purged":1`) {
+		t.Errorf("purge by route: %d %s; want 1 purged", code, body)
+	}
+	if r := get("/prices/1"); cacheResult(r) != "MISS" {
+		t.Errorf("/prices/1 after the route purge: X-Cache %q; want MISS", cacheResult(r))
+	}
+	for _, tc := range []struct {
+		body string
+		code int
+		want string
+	}{
+		{`{}`, 400, "name a route, a key prefix or both"},
+		{`not json`, 400, "the body must be JSON"},
+		{`{"route": "plain"}`, 404, "route plain has no cache filter"},
+		{`{"route": "nope"}`, 404, "no route is named nope"},
+	} {
+		if code, body := g.purgeCache(t, tc.body); code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("purge %s: %d %s; want %d %q", tc.body, code, body, tc.code, tc.want)
+		}
+	}
+	m := g.scrape(t)
+	for _, s := range []string{`weir_cache_purged_total{route="catalog"} 2`, `weir_cache_purged_total{route="prices"} 1`,
+		`weir_cache_requests_total{result="hit",route="catalog"} 4`, `weir_cache_requests_total{result="miss",route="catalog"} 5`} {
+		if !hasSample(m, s) {
+			t.Errorf("metrics lack %s:\n%s", s, grepWeir(m))
+		}
+	}
+	if v := sampleValue(t, m, `weir_cache_bytes{route="catalog"}`); v < 1 || v > 64<<10 {
+		t.Errorf("weir_cache_bytes for catalog's 3 small entries: %v", v)
+	}
+	if !strings.Contains(g.events.String(), `"prefix":"`+host+`/products/2","purged":2,"message":"cache purged"`) {
+		t.Errorf("the purge was not logged:\n%s", g.events.String())
+	}
+}
+
+// A reload that leaves a cache's route and settings alone keeps its entries; one that changes them
+// starts it empty.
+func TestCache_ReloadKeepsAnUnchangedCache(t *testing.T) {
+	b := startNumberingBackend(t, func(int64, *fasthttp.RequestCtx) {})
+	cfg := cacheRunConfig(b.addr, "")
+	path := writeConfigFile(t, cfg)
+	g := startRun(t, path)
+	get := keepAliveGet(t, g.public)
+	get("/products/1")
+	get("/prices/1")
+	changed := strings.Replace(cfg, "plain", "plain2", 2)
+	changed = strings.Replace(changed, `{name: prices, match: {path: "/prices/{rest:*}"}, upstream: u, filters: [{cache: {ttl: 1m}}]}`,
+		`{name: prices, match: {path: "/prices/{rest:*}"}, upstream: u, filters: [{cache: {ttl: 2m}}]}`, 1)
+	if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.sighup <- struct{}{}
+	g.waitApplied(t, changed)
+	if r := get("/products/1"); cacheResult(r) != "HIT" {
+		t.Errorf("unchanged cache after a reload: X-Cache %q; want HIT", cacheResult(r))
+	}
+	if r := get("/prices/1"); cacheResult(r) != "MISS" {
+		t.Errorf("changed cache after a reload: X-Cache %q; want MISS (a new cache)", cacheResult(r))
+	}
+}
+
+// store: redis shares entries between gateways, and a Redis that is gone makes lookups misses, never
+// errors.
+func TestCache_RedisStoreIsSharedAndDegradesToMisses(t *testing.T) {
+	redis := redistest.Start(t, "")
+	b := startNumberingBackend(t, func(int64, *fasthttp.RequestCtx) {})
+	cfg := strings.ReplaceAll(cacheRunConfig(b.addr, `redis: {addrs: ["`+redis.Addr+`"], timeout: 50ms, retry_interval: 100ms}
+`), "{cache: {ttl: 1m}}", "{cache: {ttl: 1m, store: redis, key: [path, query]}}")
+	g1 := startRun(t, writeConfigFile(t, cfg))
+	g2 := startRun(t, writeConfigFile(t, cfg))
+	for _, g := range []*runningGateway{g1, g2} {
+		waitFor(t, "redis to be up", func() bool { return hasSample(g.scrape(t), "weir_redis_up 1") })
+	}
+	one, two := keepAliveGet(t, g1.public), keepAliveGet(t, g2.public)
+	if r := one("/products/1?a=1"); cacheResult(r) != "MISS" {
+		t.Fatalf("first request: X-Cache %q", cacheResult(r))
+	}
+	r := two("/products/1?a=1")
+	if cacheResult(r) != "HIT" || string(r.Body()) != `{"n":1}` || string(r.Header.ContentType()) != "application/json" {
+		t.Fatalf("the other gateway: X-Cache %q body %s type %q; want the first one's entry, a HIT", cacheResult(r), r.Body(), r.Header.ContentType())
+	}
+	if code, body := g2.purgeCache(t, `{"route": "catalog", "prefix": "/products/"}`); code != 200 || !strings.Contains(body, `"purged":1`) {
+		t.Errorf("purge in redis: %d %s", code, body)
+	}
+	if r := one("/products/1?a=1"); cacheResult(r) != "MISS" {
+		t.Errorf("after a purge on the other gateway: X-Cache %q; want MISS", cacheResult(r))
+	}
+
+	redis.Stop()
+	for i := range 5 {
+		start := time.Now()
+		r := one("/products/1?a=1")
+		if r.StatusCode() != 200 || cacheResult(r) != "MISS" || time.Since(start) > time.Second {
+			t.Errorf("redis gone, request %d: %d X-Cache %q in %v; want a MISS served by the backend, quickly", i, r.StatusCode(), cacheResult(r), time.Since(start))
+		}
+	}
+	if code, body := g1.purgeCache(t, `{"route": "catalog"}`); code != 200 {
+		t.Errorf("purge with redis gone: %d %s; want 200 (the entries expire on their own)", code, body)
+	}
+	redis.Restart()
+	waitFor(t, "redis to be back", func() bool { return hasSample(g1.scrape(t), "weir_redis_up 1") })
+	one("/products/9")
+	if r := one("/products/9"); cacheResult(r) != "HIT" {
+		t.Errorf("redis back: X-Cache %q; want HIT", cacheResult(r))
 	}
 }
