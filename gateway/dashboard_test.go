@@ -58,7 +58,7 @@ var metricName = regexp.MustCompile(`\bweir_[a-z_]+\b`)
 
 // Every metric the dashboard queries is one a running weir exports: the test drives a gateway
 // through each feature the dashboard shows (a split with a fallback, rate limit, breaker and mirror,
-// a dead upstream, a streamed body, a WebSocket, a TLS handshake failure, a reload), then checks
+// a dead upstream, a streamed body, a cache, a WebSocket, a TLS handshake failure, a reload), then checks
 // each name against its /metrics.
 func TestDashboard_QueriesOnlyMetricsWeirExports(t *testing.T) {
 	backend := startHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +97,7 @@ routes:
       - circuit_breaker: {consecutive_failures: 1, open_timeout: 1h}
       - mirror: {upstream: b}
   - {name: dead, match: {path: /dead}, upstream: dead, filters: [{circuit_breaker: {consecutive_failures: 1, open_timeout: 1h}}]}
+  - {name: cached, match: {path: /cached}, upstream: a, filters: [{cache: {}}]}
   - {name: other, match: {path: "/{rest:*}"}, upstream: a}
 `, cert, key, backend, closedAddr(t))
 	path := filepath.Join(dir, "config.yaml")
@@ -108,6 +109,7 @@ routes:
 	}
 	sendMethod(t, g.public, "GET", "/dead") // errors, a retry, an ejection, the breaker opens
 	sendMethod(t, g.public, "GET", "/stream")
+	sendMethod(t, g.public, "GET", "/cached")
 	ws, _, err := websocket.Dial(context.Background(), "ws://"+g.public+"/ws", nil)
 	if err == nil {
 		ws.CloseNow()

@@ -468,8 +468,9 @@ func (s *step) upstream(x *filters.Exchange, key []byte, stale *Entry) (*Entry, 
 		resp.Reset()
 		f.serve(x, e, xMiss, nowNs)
 		return e, xMiss
-	case stale != nil && !stale.Strict && stale.age(nowNs) < stale.Lifetime+stale.SIE:
-		// The upstream failed: the stale entry is a better answer than the error.
+	case (x.Answered() || x.Status >= 500) && stale != nil && !stale.Strict && stale.age(nowNs) < stale.Lifetime+stale.SIE:
+		// The upstream failed (a 5xx of its own or the gateway's: unreachable, timed out, breaker
+		// open): the stale entry is a better answer than the error. A step's 4xx stays.
 		x.Status, x.Reason, x.Failed = 0, "", false
 		resp.Reset()
 		f.serve(x, stale, xStale, nowNs)
