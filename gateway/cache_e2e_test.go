@@ -508,3 +508,71 @@ func TestCache_RedisStoreIsSharedAndDegradesToMisses(t *testing.T) {
 		t.Errorf("redis back: X-Cache %q; want HIT", cacheResult(r))
 	}
 }
+
+// A HEAD is answered from GET's entry; a HEAD miss goes upstream as a HEAD and stores nothing.
+func TestCache_HeadIsAnsweredFromTheGetEntry(t *testing.T) {
+	var heads atomic.Int64
+	b := startNumberingBackend(t, func(_ int64, ctx *fasthttp.RequestCtx) {
+		if ctx.IsHead() {
+			heads.Add(1)
+		}
+	})
+	gw := startGatewayWith(t, strings.Replace(cacheConfig(b.addr, "{}"), `match: {path: "/{rest:*}"}`, `match: {path: "/{rest:*}", methods: [GET, HEAD]}`, 1), Options{})
+	head := func() *fasthttp.Response {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.Header.SetMethod(fasthttp.MethodHead)
+		req.SetRequestURI("http://" + gw + "/h")
+		return send(t, gw, req)
+	}
+	if r := head(); cacheResult(r) != "MISS" || heads.Load() != 1 {
+		t.Fatalf("cold HEAD: X-Cache %q, upstream HEADs %d; want a MISS sent upstream as HEAD", cacheResult(r), heads.Load())
+	}
+	if r := head(); cacheResult(r) != "MISS" || heads.Load() != 2 {
+		t.Errorf("second HEAD: X-Cache %q; want another MISS (a HEAD's answer is not stored)", cacheResult(r))
+	}
+	keepAliveGet(t, gw)("/h")
+	r := head()
+	if cacheResult(r) != "HIT" || heads.Load() != 2 || r.Header.ContentLength() != len(`{"n":3}`) {
+		t.Errorf("HEAD after a GET: X-Cache %q, upstream HEADs %d, Content-Length %d; want a HIT with the GET body's length", cacheResult(r), heads.Load(), r.Header.ContentLength())
+	}
+}
+
+// Requests that waited for an answer that may not be stored go upstream themselves, each once.
+func TestCache_WaitersForAnUncacheableAnswerGoUpstreamThemselves(t *testing.T) {
+	b := startNumberingBackend(t, func(_ int64, ctx *fasthttp.RequestCtx) {
+		time.Sleep(100 * time.Millisecond)
+		ctx.Response.Header.Set("Cache-Control", "private")
+	})
+	gw := startGatewayWith(t, cacheConfig(b.addr, "{}"), Options{})
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, _, err := fasthttp.GetTimeout(nil, "http://"+gw+"/private", 5*time.Second); err == nil && code == 200 {
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 10 || b.hits.Load() != 10 {
+		t.Errorf("%d answered, backend saw %d; want all 10 answered, each by its own upstream request", ok.Load(), b.hits.Load())
+	}
+}
+
+// stale_if_error stands in for upstream failures, not for a later step's refusal.
+func TestCache_StaleIfErrorLeavesALaterStepsRefusalAlone(t *testing.T) {
+	b := startNumberingBackend(t, func(_ int64, ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Cache-Control", "max-age=1")
+	})
+	clock := newTestClock()
+	gw := startGatewayWith(t, filterConfig(b.addr, "      - cache: {stale_if_error: 1h}\n      - rate_limit: {rate: 1, per: 1h}\n"), Options{Now: clock.Now})
+	get := keepAliveGet(t, gw)
+	get("/x")
+	clock.Advance(5 * time.Second)
+	if r := get("/x"); r.StatusCode() != 429 {
+		t.Errorf("stale entry, rate_limit after the cache refusing: %d X-Cache %q; want the 429", r.StatusCode(), cacheResult(r))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,5 +251,39 @@ func BenchmarkMissStore(b *testing.B) {
 		x := newExchange(&ctx, fmt.Sprintf("http://example.com/items/%d", i))
 		h.Serve(x)
 		filters.ReleaseExchange(x)
+	}
+}
+
+type countingCounter struct{ n atomic.Int64 }
+
+func (c *countingCounter) Inc() { c.n.Add(1) }
+
+// The memory store holds at most max_bytes: older entries are evicted, and counted, to make room.
+func TestMemoryStore_StaysWithinMaxBytesAndCountsEvictions(t *testing.T) {
+	evicted := &countingCounter{}
+	f, err := New(Config{TTL: time.Minute, MaxTTL: time.Hour, Store: "memory", MaxBytes: 4 << 20, MaxObjectBytes: 1 << 20,
+		CoalesceTimeout: time.Second}, filters.Env{Route: "r", Counters: filters.Counters{Cache: func(event string) filters.Counter {
+		if event == "evicted" {
+			return evicted
+		}
+		return filters.NopCounter{}
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := f.Wrap(&terminal{body: bytes.Repeat([]byte("x"), 100<<10)})
+	var ctx fasthttp.RequestCtx
+	for i := range 200 {
+		x := newExchange(&ctx, fmt.Sprintf("http://example.com/big/%d", i))
+		h.Serve(x)
+		filters.ReleaseExchange(x)
+	}
+	f.memory.c.CleanUp()
+	if held := f.HeldBytes(); held > 4<<20 || held < 1<<20 {
+		t.Errorf("the store holds %d bytes after 20 MB of entries; want at most max_bytes (4 MiB), and some", held)
+	}
+	if n := evicted.n.Load(); n < 150 {
+		t.Errorf("%d evictions counted for 200 entries of 100 KiB in 4 MiB; want about 160", n)
 	}
 }
