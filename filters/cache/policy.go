@@ -40,27 +40,27 @@ func parseCacheControl(v []byte, d *directives) {
 			*dst, *seen = n, true
 		}
 		switch {
-		case equalFold(name, "max-age"):
+		case bytes.EqualFold(name, []byte("max-age")):
 			seconds(&d.maxAge, &d.hasMaxAge)
-		case equalFold(name, "s-maxage"):
+		case bytes.EqualFold(name, []byte("s-maxage")):
 			seconds(&d.sMaxAge, &d.hasSMaxAge)
-		case equalFold(name, "stale-while-revalidate"):
+		case bytes.EqualFold(name, []byte("stale-while-revalidate")):
 			seconds(&d.swr, &d.hasSWR)
-		case equalFold(name, "stale-if-error"):
+		case bytes.EqualFold(name, []byte("stale-if-error")):
 			seconds(&d.sie, &d.hasSIE)
-		case equalFold(name, "no-store"):
+		case bytes.EqualFold(name, []byte("no-store")):
 			d.noStore = true
-		case equalFold(name, "no-cache"):
+		case bytes.EqualFold(name, []byte("no-cache")):
 			// no-cache="field" lets a cache store the rest; weir revalidates the whole response instead.
 			d.noCache = true
-		case equalFold(name, "private"):
+		case bytes.EqualFold(name, []byte("private")):
 			// private="field" likewise: not stored at all, the safe reading for a shared cache.
 			d.private = true
-		case equalFold(name, "public"):
+		case bytes.EqualFold(name, []byte("public")):
 			d.public = true
-		case equalFold(name, "must-revalidate"):
+		case bytes.EqualFold(name, []byte("must-revalidate")):
 			d.mustRevalidate = true
-		case equalFold(name, "proxy-revalidate"):
+		case bytes.EqualFold(name, []byte("proxy-revalidate")):
 			d.proxyRevalidate = true
 		}
 	}
@@ -81,22 +81,6 @@ func parseSeconds(b []byte) (time.Duration, bool) {
 		}
 	}
 	return time.Duration(min(n, 1<<31)) * time.Second, true
-}
-
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // cacheableByDefault are the statuses a cache may store without explicit freshness (RFC 9110 §15.1),
