@@ -380,11 +380,17 @@ func (s *step) fetch(x *filters.Exchange, key []byte, stale *Entry) {
 		// The other request timed out, or got nothing this one may use (uncacheable, another variant).
 		fl, leader = nil, false
 	}
-	e, result := s.upstream(x, key, stale)
+	var e *Entry
+	result := xMiss
 	if fl != nil {
-		fl.finish(e, result)
-		f.flights.done(h, fl)
+		// Deferred: a panic further down the chain must not leave the key's waiters, and every later
+		// request for it, waiting on a flight that never lands.
+		defer func() {
+			fl.finish(e, result)
+			f.flights.done(h, fl)
+		}()
 	}
+	e, result = s.upstream(x, key, stale)
 	f.countResult(result)
 }
 

@@ -287,3 +287,47 @@ func TestMemoryStore_StaysWithinMaxBytesAndCountsEvictions(t *testing.T) {
 		t.Errorf("%d evictions counted for 200 entries of 100 KiB in 4 MiB; want about 160", n)
 	}
 }
+
+// panicky panics on its first call, then answers as terminal does.
+type panicky struct {
+	terminal
+	panicked bool
+}
+
+func (p *panicky) Serve(x *filters.Exchange) {
+	if !p.panicked {
+		p.panicked = true
+		panic("boom")
+	}
+	p.terminal.Serve(x)
+}
+
+// A panic below the cache (the gateway turns it into a 500) leaves no flight behind: the next
+// request for the key goes upstream at once instead of waiting for coalesce_timeout.
+func TestPanicBelowTheCacheLeavesNoFlightBehind(t *testing.T) {
+	f := newTestFilter(t, Config{TTL: time.Minute, CoalesceTimeout: time.Hour})
+	up := &panicky{terminal: terminal{body: []byte("ok")}}
+	h := f.Wrap(up)
+	var ctx fasthttp.RequestCtx
+	func() {
+		defer func() { _ = recover() }()
+		x := newExchange(&ctx, "http://example.com/p")
+		h.Serve(x)
+	}()
+	done := make(chan struct{})
+	go func() {
+		var ctx fasthttp.RequestCtx
+		x := newExchange(&ctx, "http://example.com/p")
+		h.Serve(x)
+		filters.ReleaseExchange(x)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request after a panic waits for the flight the panic left")
+	}
+	if up.calls != 1 {
+		t.Errorf("upstream answered %d times after the panic; want 1", up.calls)
+	}
+}
