@@ -31,25 +31,32 @@ func TestAllocs_ProxiedGETAllocatesNothing(t *testing.T) {
 		chain     string
 		https     bool
 		want      float64 // allocations per request, client and backend included
+		path      string  // default /static
 	}{
-		{"no filters, access log off", false, "", false, 0},
-		{"no filters, access log on", true, "", false, 0},
-		{"rate_limit + circuit_breaker + header rewrite, access log on", true, benchChain, false, 0},
-		{"api_key, access log on", true, apiKeyChain, false, 0},
-		{"basic_auth, a remembered check, access log on", true, basicAuthChain, false, 0},
-		{"cors (an allowed origin) + access, access log on", true, corsChain, false, 0},
-		{"jwt, a repeated token, access log on", true, jwtChain, false, 0},
-		{"tracing on, an unsampled request, access log on", true, tracedUnsampled, false, 0},
+		{"no filters, access log off", false, "", false, 0, ""},
+		{"no filters, access log on", true, "", false, 0, ""},
+		{"rate_limit + circuit_breaker + header rewrite, access log on", true, benchChain, false, 0, ""},
+		{"api_key, access log on", true, apiKeyChain, false, 0, ""},
+		{"basic_auth, a remembered check, access log on", true, basicAuthChain, false, 0, ""},
+		{"cors (an allowed origin) + access, access log on", true, corsChain, false, 0, ""},
+		{"jwt, a repeated token, access log on", true, jwtChain, false, 0, ""},
+		{"tracing on, an unsampled request, access log on", true, tracedUnsampled, false, 0, ""},
+		{"a route with a path parameter (a 42-byte value), access log on", true, "", false, 0, "/users/" + longParam},
+		{"a cache hit, access log on", true, cacheChain, false, 0, ""},
 		// crypto/tls allocates once per record it reads (readFromUntil's atLeastReader escapes): once
 		// in weir's server connection and once in the test's client. weir itself adds none.
-		{"over HTTPS with HSTS, access log on", true, "", true, 2},
+		{"over HTTPS with HSTS, access log on", true, "", true, 2, ""},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			rig := newProxyRigWith
 			if tc.https {
 				rig = newHTTPSProxyRig
 			}
-			r := rig(t, "/static", tc.accessLog, tc.chain)
+			path := tc.path
+			if path == "" {
+				path = "/static"
+			}
+			r := rig(t, path, tc.accessLog, tc.chain)
 			for i := 0; i < 2000; i++ { // warm pools, buffers and connections
 				r.do(t)
 			}

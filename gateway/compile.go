@@ -592,10 +592,10 @@ func (c *compiler) hosts(path string, hs []string) []string {
 	return out
 }
 
-// add registers pattern for methods (all methods when empty) and turns the router's registration panics
-// into errors.
 // add registers r for pattern and methods (any method when empty). Routes for the same pattern and
-// method share one routeGroup; other is a route already there with the same conditions.
+// method share one routeGroup; other is a route already there with the same conditions. The router
+// checks the pattern against the others (its registration panics become errors); lookups go to the
+// table's trees.
 func (t *routeTable) add(pattern string, methods []string, r *Route) (other *Route, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -615,9 +615,12 @@ func (t *routeTable) add(pattern string, methods []string, r *Route) (other *Rou
 			g = &routeGroup{wild: m == router.MethodWild}
 			t.groups[m+" "+pattern] = g
 			if g.wild {
-				t.router.ANY(pattern, g.record)
+				t.router.ANY(pattern, registered)
 			} else {
-				t.router.Handle(m, pattern, g.record)
+				t.router.Handle(m, pattern, registered)
+			}
+			if err := t.tree(m).AddText(pattern, g); err != nil {
+				return nil, err
 			}
 		}
 		if o := g.add(r); o != nil {

@@ -55,6 +55,8 @@ var (
 	jwtChain = "\ndefaults:\n  filters:\n    - jwt: {jwks_file: JWKS_FILE, audiences: [bench], forward_claims: {email: X-User-Email}}\n"
 	// tracedUnsampled and tracedSampled turn tracing on; the rig's requests come without a
 	// traceparent, so sample_ratio decides. OTLP_RECEIVER is replaced by a real receiver (see newRig).
+	// cacheChain caches every route's answers: after the first request, each is a hit.
+	cacheChain      = "\ndefaults:\n  filters:\n    - cache: {ttl: 10m}\n"
 	tracedUnsampled = "\ntracing: {otlp_endpoint: \"http://OTLP_RECEIVER\", sample_ratio: 0}\n"
 	tracedSampled   = "\ntracing: {otlp_endpoint: \"http://OTLP_RECEIVER\", sample_ratio: 1, queue_size: 65536}\n"
 )
@@ -154,6 +156,10 @@ func (r *proxyRig) do(tb testing.TB) {
 	}
 }
 
+// longParam is a parameter value longer than Go's 32-byte stack buffer for string conversions: the
+// router's lookup copied such a value to the heap on every request.
+const longParam = "0123456789abcdef0123456789abcdef0123456789"
+
 // BenchmarkProxyGET is the whole path for a 13-byte GET: client, gateway and backend share the CPU,
 // so ns/op is an upper bound on the gateway's cost; allocs/op counts all three processes' worth of
 // goroutines and should be 0.
@@ -169,6 +175,8 @@ func BenchmarkProxyGET(b *testing.B) {
 		{"static-route-jwt-es256", "/static", jwtChain},
 		{"static-route-traced-unsampled", "/static", tracedUnsampled},
 		{"static-route-traced-sampled", "/static", tracedSampled},
+		{"param-route-long-value", "/users/" + longParam, ""},
+		{"static-route-cache-hit", "/static", cacheChain},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			rig := newProxyRigWith

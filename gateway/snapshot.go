@@ -16,6 +16,7 @@ import (
 	"github.com/weir-gateway/weir/certs"
 	"github.com/weir-gateway/weir/filters"
 	"github.com/weir-gateway/weir/filters/cache"
+	"github.com/weir-gateway/weir/pattern"
 	"github.com/weir-gateway/weir/upstream"
 )
 
@@ -71,10 +72,6 @@ type Route struct {
 	webSocket bool
 	wsIdle    time.Duration
 }
-
-// matchedRouteKey is the user value under which the router's handler (routeGroup.record) notes the
-// group it found: the router only decides, Snapshot.match acts on it.
-type matchedRouteKey struct{}
 
 // upstreamStep ends every route's chain: it picks a target and forwards to it.
 type upstreamStep struct {
@@ -144,12 +141,58 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 	}
 }
 
-// routeTable holds the routes of one host key.
+// routeTable holds the routes of one host key. The router holds every pattern only to refuse those
+// that conflict (fasthttp/router's rules); requests are looked up in trees, by method (router.MethodWild
+// for the routes of any method), which find the same routes without the router's allocations.
 type routeTable struct {
 	suffix  string // for wildcard tables: ".example.com"
 	router  *router.Router
+	trees   []methodTree           // a scan of a few short strings beats hashing the method
 	methods []string               // methods registered by method-restricted routes, for the Allow header of a 405
 	groups  map[string]*routeGroup // by "METHOD pattern" ("* pattern" for any method)
+}
+
+type methodTree struct {
+	method string
+	tree   *pattern.Tree[*routeGroup]
+}
+
+// tree is the table's tree for method, made on first use.
+func (t *routeTable) tree(method string) *pattern.Tree[*routeGroup] {
+	if tr := t.treeOf(method); tr != nil {
+		return tr
+	}
+	tr := &pattern.Tree[*routeGroup]{}
+	t.trees = append(t.trees, methodTree{method, tr})
+	return tr
+}
+
+// treeOf is the table's tree for method, nil if it has none.
+func (t *routeTable) treeOf(method string) *pattern.Tree[*routeGroup] {
+	for i := range t.trees {
+		if t.trees[i].method == method {
+			return t.trees[i].tree
+		}
+	}
+	return nil
+}
+
+// find looks path up among method's routes, then among those of any method (as the router's Lookup
+// does); wildOnly skips the first.
+func (t *routeTable) find(method, path string, wildOnly bool) *routeGroup {
+	if !wildOnly && method != router.MethodWild {
+		if tr := t.treeOf(method); tr != nil {
+			if g, ok := tr.Match(path); ok {
+				return g
+			}
+		}
+	}
+	if tr := t.treeOf(router.MethodWild); tr != nil {
+		if g, ok := tr.Match(path); ok {
+			return g
+		}
+	}
+	return nil
 }
 
 func (s *Snapshot) table(host string) *routeTable {
@@ -206,26 +249,18 @@ func (s *Snapshot) match(ctx *fasthttp.RequestCtx, host, path []byte) (*Route, s
 	method, p := b2s(ctx.Method()), b2s(path)
 	pathFound := false
 	for _, t := range tables {
-		// The router gets no ctx: with one it would store path parameters as boxed user values,
-		// allocating on every request, and the gateway does not use them.
-		h, _ := t.router.Lookup(method, p, nil)
-		if h == nil && !isKnownMethod(method) {
-			// fasthttp/router's Lookup gives up on a method it has no tree slot for (QUERY, PURGE,
-			// PROPFIND...) before trying the any-method routes.
-			h, _ = t.router.Lookup(router.MethodWild, p, nil)
-		}
-		for h != nil {
+		g := t.find(method, p, false)
+		for g != nil {
 			pathFound = true
-			h(ctx)
-			g, _ := ctx.UserValue(matchedRouteKey{}).(*routeGroup)
 			if r := g.pick(ctx); r != nil {
 				return r, ""
 			}
 			// None of the method's routes has its conditions met: the any-method routes of the same
 			// path come next, then the next host table.
-			h = nil
-			if !g.wild {
-				h, _ = t.router.Lookup(router.MethodWild, p, nil)
+			wild := g.wild
+			g = nil
+			if !wild {
+				g = t.find(method, p, true)
 			}
 		}
 	}
@@ -235,22 +270,15 @@ func (s *Snapshot) match(ctx *fasthttp.RequestCtx, host, path []byte) (*Route, s
 	return nil, allowed(tables, p)
 }
 
-// isKnownMethod reports whether fasthttp/router keeps a tree for method.
-func isKnownMethod(m string) bool {
-	switch m {
-	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodPatch,
-		fasthttp.MethodDelete, fasthttp.MethodConnect, fasthttp.MethodOptions, fasthttp.MethodTrace:
-		return true
-	}
-	return false
-}
-
 // allowed lists the methods any of tables would accept for path, for a 405's Allow header; "" if none.
 func allowed(tables []*routeTable, path string) string {
 	var ms []string
 	for _, t := range tables {
 		for _, m := range t.methods {
-			if h, _ := t.router.Lookup(m, path, nil); h != nil && !slices.Contains(ms, m) {
+			if tr := t.treeOf(m); tr != nil && !slices.Contains(ms, m) {
+				if _, ok := tr.Match(path); !ok {
+					continue
+				}
 				ms = append(ms, m)
 			}
 		}

@@ -1,7 +1,7 @@
-// Package pattern parses route path patterns (the fasthttp/router syntax weir accepts) and reads
-// parameter values out of paths a route has matched. Routing itself is fasthttp/router's job; this
-// package rejects the patterns it would take literally or never match, and gives filters the
-// parameters without the router's per-request allocations.
+// Package pattern parses route path patterns (the fasthttp/router syntax weir accepts), matches paths
+// against them (Tree) and reads parameter values out of matched paths. fasthttp/router registers the
+// routes and reports conflicts; this package rejects the patterns it would take literally or never
+// match, and does the per-request work without the router's allocations.
 package pattern
 
 import (
@@ -31,6 +31,7 @@ type segment struct {
 	name   string
 	prefix string
 	suffix string
+	re     string // a parameter's regular expression, if any
 }
 
 // Param is one parameter's value in a matched path. Value aliases the path it was read from.
@@ -133,6 +134,7 @@ func parseSegment(p, seg string, last bool) (segment, error) {
 		if _, err := regexp.Compile(spec); err != nil {
 			return segment{}, fmt.Errorf("path pattern %q: parameter {%s} has an invalid regular expression: %v", p, name, err)
 		}
+		s.re = spec
 	}
 	return s, nil
 }
