@@ -80,9 +80,16 @@ func newEntry(key []byte, resp *fasthttp.Response, p responsePolicy, now int64, 
 	var lname [64]byte
 	size := len(key) + len(resp.Body())
 	type kv struct{ k, v []byte }
-	var kept []kv
+	var keptBuf [24]kv
+	kept := keptBuf[:0]
 	for k, v := range resp.Header.All() {
-		name := bytes.ToLower(append(lname[:0], k...))
+		name := lname[:0]
+		for _, c := range k {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			name = append(name, c)
+		}
 		if unstored[string(name)] || (!keepCookies && string(name) == "set-cookie") {
 			continue
 		}
