@@ -49,6 +49,12 @@ func newMemoryStore(maxBytes int64, keepValidated time.Duration, evicted filters
 				evicted.Inc()
 			}
 		},
+		// Maintenance (eviction, expiry, the admission sketch) runs on the goroutine that stored the
+		// entry, not on a goroutine started per store: on a 100 % miss load (bench/cachemiss.sh, two
+		// runs of 5 rounds each way) a miss cost 10.6-10.8 µs of CPU more than an uncached request with
+		// otter's default, 9.2 µs with this. Nothing the cache calls back (the weigher, the
+		// expiry, OnDeletion's counter) touches the cache, so running under its locks is safe.
+		Executor: func(fn func()) { fn() },
 	})}
 }
 
