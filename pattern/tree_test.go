@@ -33,7 +33,7 @@ func TestTree_MatchesByPriority(t *testing.T) {
 	}
 }
 
-func TestTree_MatchAllocatesNothing(t *testing.T) {
+func TestAllocs_TreeMatchAllocatesNothing(t *testing.T) {
 	var tree Tree[int]
 	for i, p := range []string{"/users/{id}", "/users/{id}/posts/{post}", "/n/{id:[0-9]+}", "/api/{rest:*}"} {
 		pat, _ := Parse(p)

@@ -202,7 +202,7 @@ func newExchange(ctx *fasthttp.RequestCtx, uri string) *filters.Exchange {
 }
 
 // A hit answers from the entry without calling the rest of the chain, and allocates nothing.
-func TestHit_AllocatesNothing(t *testing.T) {
+func TestAllocs_CacheHitAllocatesNothing(t *testing.T) {
 	f := newTestFilter(t, Config{TTL: time.Minute})
 	up := &terminal{body: bytes.Repeat([]byte("x"), 1024)}
 	h := f.Wrap(up)
