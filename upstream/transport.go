@@ -94,7 +94,9 @@ func (p *Pool) forward(t *Target, req *fasthttp.Request, resp *fasthttp.Response
 		}
 		reused := cc.CreatedTime().Before(now)
 		conn := cc.Conn()
-		err = conn.SetWriteDeadline(deadline)
+		// One deadline for writing the request and reading the head: one call and one runtime timer
+		// (Go keeps a single timer when the read and write deadlines are equal) instead of two each.
+		err = conn.SetDeadline(deadline)
 		if up, ok := req.BodyStream().(*Upload); ok {
 			// The attempt's timeout bounds the head; each part of a streamed body gets Idle.
 			up.upstream, up.idle = conn, p.streaming.Idle
@@ -105,9 +107,6 @@ func (p *Pool) forward(t *Target, req *fasthttp.Request, resp *fasthttp.Response
 				err = bw.Flush()
 			}
 			hc.ReleaseWriter(bw)
-		}
-		if err == nil {
-			err = conn.SetReadDeadline(deadline)
 		}
 		var br *bufio.Reader
 		if err == nil {
