@@ -116,6 +116,7 @@ func TestCache_WhatIsNeverStored(t *testing.T) {
 		{"a request with Authorization", []string{"Cache-Control", "max-age=60"}, []string{"Authorization", "Bearer x"}, "BYPASS"},
 		{"a Range request", []string{"Cache-Control", "max-age=60"}, []string{"Range", "bytes=0-1"}, "BYPASS"},
 		{"a 500", []string{"Cache-Control", "max-age=60", "X-Status", "500"}, nil, "MISS"},
+		{"a streamed response (an event stream)", []string{"Cache-Control", "max-age=60", "Content-Type", "text/event-stream"}, nil, "MISS"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
