@@ -387,7 +387,7 @@ func TestCache_PurgeByPrefixAndRouteCountedAndLogged(t *testing.T) {
 	b := startNumberingBackend(t, func(int64, *fasthttp.RequestCtx) {})
 	g := startRun(t, writeConfigFile(t, cacheRunConfig(b.addr, "")))
 	get := keepAliveGet(t, g.public)
-	host := g.public
+	host, _, _ := strings.Cut(g.public, ":") // keys hold the host without its port
 	for _, p := range []string{"/products/1", "/products/2", "/products/22", "/prices/1"} {
 		get(p)
 		if r := get(p); cacheResult(r) != "HIT" {

@@ -331,3 +331,12 @@ func TestPanicBelowTheCacheLeavesNoFlightBehind(t *testing.T) {
 		t.Errorf("upstream answered %d times after the panic; want 1", up.calls)
 	}
 }
+
+func TestAppendHost(t *testing.T) {
+	for in, want := range map[string]string{"API.Example.com": "api.example.com", "api.example.com:8443": "api.example.com",
+		"[::1]:8080": "[::1]", "[::1]": "[::1]", "127.0.0.1:80": "127.0.0.1", "": ""} {
+		if got := string(appendHost(nil, []byte(in))); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
