@@ -5,6 +5,7 @@ package cache
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -285,8 +286,8 @@ func (s *step) Serve(x *filters.Exchange) {
 }
 
 // appendKey writes the request's key: the host (lower-cased, without a port) and the path the client
-// sent, then ?query, then each
-// header: or cookie: part as \x00name=value, and the consumer as \x00consumer=name.
+// sent, then ?query, then each header: or cookie: part as \x00name=SHA-256(value), and the consumer as
+// \x00consumer=name.
 func (f *Filter) appendKey(dst []byte, x *filters.Exchange) []byte {
 	for _, p := range f.key {
 		switch p.kind {
@@ -299,9 +300,9 @@ func (f *Filter) appendKey(dst []byte, x *filters.Exchange) []byte {
 				dst = append(append(dst, '?'), q...)
 			}
 		case keyHeader:
-			dst = append(append(append(append(dst, 0), p.name...), '='), x.Ctx.Request.Header.PeekBytes(p.name)...)
+			dst = appendDigest(append(append(append(dst, 0), p.name...), '='), x.Ctx.Request.Header.PeekBytes(p.name))
 		case keyCookie:
-			dst = append(append(append(append(dst, 0), p.name...), '='), x.Ctx.Request.Header.CookieBytes(p.name)...)
+			dst = appendDigest(append(append(append(dst, 0), p.name...), '='), x.Ctx.Request.Header.CookieBytes(p.name))
 		case keyConsumer:
 			dst = append(append(dst, "\x00consumer="...), x.Consumer...)
 		}
@@ -339,9 +340,42 @@ func (f *Filter) lookup(key []byte, req *fasthttp.RequestHeader) *Entry {
 func appendVariant(dst, key []byte, names [][]byte, req *fasthttp.RequestHeader) []byte {
 	dst = append(append(dst, key...), 1)
 	for _, n := range names {
-		dst = append(append(append(append(dst, n...), '='), req.PeekBytes(n)...), 0)
+		dst = append(append(dst, n...), '=')
+		if v := req.PeekBytes(n); credentialHeader(n) {
+			dst = appendDigest(dst, v)
+		} else {
+			dst = append(dst, v...)
+		}
+		dst = append(dst, 0)
 	}
 	return dst
+}
+
+// appendDigest writes the SHA-256 of a header or cookie value into a key instead of the value: keys
+// are written to Redis and compared in memory, and a value that picks the entry (a session cookie, an
+// Authorization header, an API key) must not be readable in either. An empty value stays empty.
+func appendDigest(dst, v []byte) []byte {
+	if len(v) == 0 {
+		return dst
+	}
+	sum := sha256.Sum256(v)
+	return append(dst, sum[:]...)
+}
+
+// credentialHeader reports whether a Vary header (lowercase) may carry a credential, so that its
+// value goes into keys as a digest: Authorization, Cookie and the like, and names with auth, key,
+// token or secret in them.
+func credentialHeader(name []byte) bool {
+	switch string(name) {
+	case "authorization", "proxy-authorization", "cookie":
+		return true
+	}
+	for _, w := range []string{"auth", "key", "token", "secret", "session"} {
+		if bytes.Contains(name, []byte(w)) {
+			return true
+		}
+	}
+	return false
 }
 
 // varyNames are the request headers a response varies by, lowercased; nil without Vary.

@@ -340,3 +340,33 @@ func TestAppendHost(t *testing.T) {
 		}
 	}
 }
+
+// Header and cookie values that pick an entry go into its key as digests: a token or session never
+// appears in a key (Redis key names included), and different values still pick different entries.
+func TestKey_HoldsDigestsOfHeaderAndCookieValues(t *testing.T) {
+	f := newTestFilter(t, Config{TTL: time.Minute, AllowAuthorization: true, Key: []string{"host", "path", "header:Authorization", "cookie:session"}})
+	key := func(auth, cookie string) []byte {
+		var ctx fasthttp.RequestCtx
+		x := newExchange(&ctx, "http://API.example.com:8443/items")
+		defer filters.ReleaseExchange(x)
+		ctx.Request.Header.Set("Authorization", auth)
+		ctx.Request.Header.SetCookie("session", cookie)
+		return f.appendKey(nil, x)
+	}
+	a, b, a2 := key("Bearer s3cr3t-token", "sess-1"), key("Bearer other-token", "sess-1"), key("Bearer s3cr3t-token", "sess-1")
+	for _, secret := range []string{"s3cr3t-token", "sess-1"} {
+		if bytes.Contains(a, []byte(secret)) {
+			t.Errorf("the key %q holds %q", a, secret)
+		}
+	}
+	if !bytes.HasPrefix(a, []byte("api.example.com/items")) || bytes.Equal(a, b) || !bytes.Equal(a, a2) {
+		t.Errorf("keys %q, %q, %q: want the host and path first, and a key per token", a, b, a2)
+	}
+	var req fasthttp.RequestHeader
+	req.Set("Cookie", "session=abc")
+	req.Set("Accept-Encoding", "gzip")
+	v := appendVariant(nil, []byte("k"), [][]byte{[]byte("accept-encoding"), []byte("cookie")}, &req)
+	if !bytes.Contains(v, []byte("accept-encoding=gzip\x00")) || bytes.Contains(v, []byte("abc")) {
+		t.Errorf("variant key %q: want Accept-Encoding as it is and the cookie as a digest", v)
+	}
+}
