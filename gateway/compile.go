@@ -505,7 +505,8 @@ func (c *compiler) route(s *Snapshot, path string, rc *RouteConfig, names map[st
 			return nil, fmt.Errorf("upstream %q is invalid (see its problems)", name)
 		}
 		return func(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte) error {
-			_, err := pool.Do(req, resp, clientIP, 0)
+			var out upstream.Outcome
+			err := pool.Do(req, resp, clientIP, 0, &out)
 			return err
 		}, nil
 	}

@@ -106,7 +106,8 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 	if x.Split > 0 && x.Split < len(u.pools) {
 		pool = u.pools[x.Split]
 	}
-	out, err := pool.Do(req, &x.Ctx.Response, x.ClientIP, u.timeout)
+	var out upstream.Outcome
+	err := pool.Do(req, &x.Ctx.Response, x.ClientIP, u.timeout, &out)
 	if out.Tunnel != nil {
 		x.Tunnel = out.Tunnel
 	}
@@ -119,26 +120,35 @@ func (u upstreamStep) Serve(x *filters.Exchange) {
 		x.Target = out.Target.Addr
 	}
 	if err != nil {
-		if up != nil {
-			// Reading the client's body failed, not the upstream: answer the client's failure.
-			if tooLarge, cerr := up.ClientFailed(); tooLarge {
-				x.Reject(fasthttp.StatusRequestEntityTooLarge, "request body too large")
-				return
-			} else if cerr != nil {
-				x.Reject(bodyReadFailure(cerr))
-				return
-			}
-		}
-		f := upstream.Classify(err)
-		if !f.Local && pool.NoneAvailable() {
-			// Every target is known down: that is the gateway having nowhere to send the request.
-			f = upstream.Failure{Status: fasthttp.StatusServiceUnavailable, Reason: filters.ReasonNoTarget}
-		}
-		x.Failed = !f.Local
-		x.Reject(f.Status, f.Reason)
-		u.log.Warn().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("upstream", x.Target).
-			Int("attempts", out.Attempts).Err(err).Msg(f.Reason)
+		u.failed(x, pool, up, out.Attempts, err)
 	}
+}
+
+// failed answers an attempt that got no usable response. It is a function of its own, kept out of
+// Serve, so that its locals (the classification, the log event) do not sit in every request's stack
+// frame: a connection's goroutine keeps the stack its deepest request needed.
+//
+//go:noinline
+func (u upstreamStep) failed(x *filters.Exchange, pool *upstream.Pool, up *upstream.Upload, attempts int, err error) {
+	if up != nil {
+		// Reading the client's body failed, not the upstream: answer the client's failure.
+		if tooLarge, cerr := up.ClientFailed(); tooLarge {
+			x.Reject(fasthttp.StatusRequestEntityTooLarge, "request body too large")
+			return
+		} else if cerr != nil {
+			x.Reject(bodyReadFailure(cerr))
+			return
+		}
+	}
+	f := upstream.Classify(err)
+	if !f.Local && pool.NoneAvailable() {
+		// Every target is known down: that is the gateway having nowhere to send the request.
+		f = upstream.Failure{Status: fasthttp.StatusServiceUnavailable, Reason: filters.ReasonNoTarget}
+	}
+	x.Failed = !f.Local
+	x.Reject(f.Status, f.Reason)
+	u.log.Warn().Bytes("request_id", x.RequestID).Str("route", x.Route).Str("upstream", x.Target).
+		Int("attempts", attempts).Err(err).Msg(f.Reason)
 }
 
 // routeTable holds the routes of one host key. The router holds every pattern only to refuse those

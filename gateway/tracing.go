@@ -135,7 +135,10 @@ func cloneSpanRequest(r tracing.Request) tracing.Request {
 	return r
 }
 
-// traceRetries records the retried attempts of out on x's span.
+// traceRetries records the retried attempts of out on x's span. Not inlined: only sampled requests
+// call it, and its locals would otherwise widen the stack frame of every request's upstream step.
+//
+//go:noinline
 func traceRetries(x *filters.Exchange, out *upstream.Outcome) {
 	for i := range min(out.NRetried, upstream.MaxNotedRetries) {
 		a := &out.Retried[i]

@@ -127,10 +127,13 @@ type RetriedAttempt struct {
 }
 
 // Do sends req to the pool and reads the answer into resp, retrying on other targets as the policy
-// allows. It returns the last attempt's error. A retried status answer is discarded; the last one is
+// allows, and describes what happened in out (a pointer, not a result: the Outcome is a quarter
+// kilobyte, and a copy of it in each caller's frame widens every request's stack). It returns the
+// last attempt's error. A retried status answer is discarded; the last one is
 // kept for the client. timeout, when not zero, replaces the pool's per-attempt timeout (a route's
 // own).
-func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte, timeout time.Duration) (out Outcome, err error) {
+func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byte, timeout time.Duration, out *Outcome) (err error) {
+	*out = Outcome{}
 	perAttempt, total := p.timeout, p.retry.Deadline
 	if timeout > 0 {
 		perAttempt = timeout
@@ -152,7 +155,7 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 		sel.now = now.UnixNano()
 		i := p.pick(req, clientIP, &sel)
 		if i < 0 {
-			return out, ErrNoTarget // Elapsed is as of the last attempt's end, or 0 if none was made
+			return ErrNoTarget // Elapsed is as of the last attempt's end, or 0 if none was made
 		}
 		t := p.Targets[i]
 		sel.tried |= 1 << i // pools hold at most 64 targets (the gateway checks)
@@ -191,7 +194,7 @@ func (p *Pool) Do(req *fasthttp.Request, resp *fasthttp.Response, clientIP []byt
 
 		if out.Tunnel != nil || out.Attempts >= p.retry.Attempts || deadline.Sub(now) < minAttempt || !p.retryable(req, up, err, failure, status) ||
 			!p.budget.allow(budgetSecond(now), p.retry.BudgetRatio, p.retry.MinPerSecond) {
-			return out, err
+			return err
 		}
 		if sel.tried == uint64(1)<<len(p.Targets)-1 {
 			sel.tried = 0 // every target was tried: a retry may go to any
