@@ -57,6 +57,13 @@ var replacedTrusted = upstream.NewNameSet(headerXFF, headerRequestID, "X_request
 	headerConsumer, "X_consumer")
 
 // headerConsumer carries the authenticated caller's name upstream (Exchange.Consumer).
+// The forwarding headers' names in fasthttp's canonical form, for SetCanonical; proto values.
+var (
+	nameXFF, nameXFProto, nameXFHost = []byte(headerXFF), []byte(headerXFProto), []byte(headerXFHost)
+	nameRequestID                    = []byte(headerRequestID)
+	valueHTTP, valueHTTPS            = []byte("http"), []byte("https")
+)
+
 const headerConsumer = "X-Consumer"
 
 // forwardHeaders prepares the request's headers for the upstream, in one pass that keeps the order of
@@ -91,31 +98,34 @@ func (s *Snapshot) forwardHeaders(ctx *fasthttp.RequestCtx, x *filters.Exchange)
 	}
 	upstream.StripHopRequest(h, replaced)
 
-	// The strip removed every line of the replaced headers, so weir's are added without a search.
-	h.AddBytesV(headerXFF, append(xff, peerText...))
-	h.AddBytesV(headerRequestID, x.RequestID)
-	proto := "http"
+	// The strip removed every line of the replaced headers, so weir's are set as the only ones. They
+	// go in by their canonical names, which skips fasthttp's normalization of the key and its scan of
+	// the value for line breaks: the values come from parsed header lines, the peer's address and a
+	// checked request ID, none of which can hold one.
+	h.SetCanonical(nameXFF, append(xff, peerText...))
+	h.SetCanonical(nameRequestID, x.RequestID)
+	proto := valueHTTP
 	if tc, ok := ctx.Conn().(*tlsConn); ok {
-		proto = "https"
+		proto = valueHTTPS
 		if tc.subject != nil {
 			h.AddBytesV(headerClientCertSubject, tc.subject)
 			h.AddBytesV(headerClientCertFingerprint, tc.fingerprint)
 		}
 	} else if ctx.IsTLS() {
-		proto = "https"
+		proto = valueHTTPS
 	}
 	host := h.Host()
 	if !trusted {
-		h.Add(headerXFProto, proto)
+		h.SetCanonical(nameXFProto, proto)
 		if len(host) > 0 {
-			h.AddBytesV(headerXFHost, host)
+			h.SetCanonical(nameXFHost, host)
 		}
 		return
 	}
 	// A trusted proxy's lines stay, but an empty one carries no value: Set replaces it in place rather
 	// than leaving it first for upstreams that read the first line.
 	if len(h.Peek(headerXFProto)) == 0 {
-		h.Set(headerXFProto, proto)
+		h.SetCanonical(nameXFProto, proto)
 	}
 	if len(host) > 0 && len(h.Peek(headerXFHost)) == 0 {
 		h.SetBytesV(headerXFHost, host)
