@@ -60,7 +60,7 @@ var replacedTrusted = upstream.NewNameSet(headerXFF, headerRequestID, "X_request
 // The forwarding headers' names in fasthttp's canonical form, for SetCanonical; proto values.
 var (
 	nameXFF, nameXFProto, nameXFHost = []byte(headerXFF), []byte(headerXFProto), []byte(headerXFHost)
-	nameRequestID                    = []byte(headerRequestID)
+	nameRequestID, nameHSTS          = []byte(headerRequestID), []byte(headerHSTS)
 	valueHTTP, valueHTTPS            = []byte("http"), []byte("https")
 )
 
@@ -176,14 +176,14 @@ func requestID(ctx *fasthttp.RequestCtx, x *filters.Exchange) {
 	x.RequestID = hex.AppendEncode(x.IDBuf(), raw[:])
 }
 
-// setOnly makes value the only line of a response header. Set alone replaces just the first line;
-// Del alone reorders other repeated headers (see upstream/hop.go), so Del is used only when the header
-// is there more than once.
-func setOnly(h *fasthttp.ResponseHeader, key string, value []byte) {
-	if len(h.PeekAll(key)) > 1 {
-		h.Del(key)
+// setOnly makes value the only line of a response header; key is in canonical form. Set alone
+// replaces just the first line; Del alone reorders other repeated headers (see upstream/hop.go), so
+// Del is used only when the header is there more than once.
+func setOnly(h *fasthttp.ResponseHeader, key []byte, value []byte) {
+	if len(h.PeekAll(b2s(key))) > 1 {
+		h.DelBytes(key)
 	}
-	h.SetBytesV(key, value)
+	h.SetCanonical(key, value) // key is canonical already; value is the gateway's own
 }
 
 func saneRequestID(v []byte) bool {

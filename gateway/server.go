@@ -162,9 +162,9 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *filters.Exchange, snap *S
 	if x.Status != 0 {
 		writeError(&ctx.Response, x.Status, x.Reason, x.RequestID)
 	}
-	setOnly(&ctx.Response.Header, headerRequestID, x.RequestID)
+	setOnly(&ctx.Response.Header, nameRequestID, x.RequestID)
 	if t := snap.tls; t != nil && t.hsts != nil && ctx.IsTLS() {
-		setOnly(&ctx.Response.Header, headerHSTS, t.hsts)
+		setOnly(&ctx.Response.Header, nameHSTS, t.hsts)
 	}
 	status := ctx.Response.StatusCode()
 	if tun, ok := x.Tunnel.(*upstream.Tunnel); ok {
