@@ -440,6 +440,17 @@ func (s *step) fetch(x *filters.Exchange, key []byte, stale *Entry) {
 			f.flights.done(h, fl)
 		}()
 	}
+	if fl != nil {
+		// Another request may have stored the entry between this one's lookup and its join: its
+		// flight was over by then. Looking again keeps the key at one upstream call.
+		if fresh := f.lookup(key, &x.Ctx.Request.Header); fresh != nil && fresh != stale && !fresh.Revalidate &&
+			fresh.age(f.now().UnixNano()) < fresh.Lifetime {
+			e, result = fresh, xHit
+			f.serve(x, e, result, f.now().UnixNano())
+			f.countResult(result)
+			return
+		}
+	}
 	e, result = s.upstream(x, key, stale)
 	f.countResult(result)
 }
@@ -567,6 +578,13 @@ func (s *step) refreshInBackground(x *filters.Exchange, key []byte, stale *Entry
 	h := hashKey(f.seed, key)
 	fl, leader := f.flights.join(h)
 	if !leader {
+		return
+	}
+	if cur := f.lookup(key, &x.Ctx.Request.Header); cur != stale {
+		// A refresh stored a new entry (or the entry went) between this request's lookup and its
+		// join: that refresh's flight was over. Another would be a second upstream call.
+		fl.finish(nil, xMiss)
+		f.flights.done(h, fl)
 		return
 	}
 	bg := new(fasthttp.RequestCtx)

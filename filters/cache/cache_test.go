@@ -370,3 +370,29 @@ func TestKey_HoldsDigestsOfHeaderAndCookieValues(t *testing.T) {
 		t.Errorf("variant key %q: want Accept-Encoding as it is and the cookie as a digest", v)
 	}
 }
+
+// A request whose lookup missed, or found a stale entry, just before another request stored a fresh
+// one (and ended its flight) must not call the upstream again: fetch and refreshInBackground look
+// again once they lead.
+func TestAFlightLeaderLooksAgainBeforeCallingUpstream(t *testing.T) {
+	f := newTestFilter(t, Config{TTL: time.Minute, StaleWhileRevalidate: time.Minute})
+	up := &terminal{body: []byte("ok")}
+	st := f.Wrap(up).(*step)
+	var ctx fasthttp.RequestCtx
+	x := newExchange(&ctx, "http://example.com/a")
+	st.Serve(x) // stores the entry
+	filters.ReleaseExchange(x)
+	x = newExchange(&ctx, "http://example.com/a")
+	key := f.appendKey(nil, x)
+	old := &Entry{Key: key, Status: 200, Lifetime: time.Second}
+	st.fetch(x, key, nil)
+	if up.calls != 1 || string(ctx.Response.Header.Peek("X-Cache")) != "HIT" {
+		t.Errorf("fetch with the entry stored meanwhile: %d upstream calls, X-Cache %q; want 1 and HIT", up.calls, ctx.Response.Header.Peek("X-Cache"))
+	}
+	st.refreshInBackground(x, key, old)
+	filters.ReleaseExchange(x)
+	time.Sleep(50 * time.Millisecond) // a refresh, were one started, runs on a goroutine of its own
+	if up.calls != 1 {
+		t.Errorf("a refresh of an entry replaced meanwhile called the upstream (%d calls)", up.calls)
+	}
+}
