@@ -252,8 +252,10 @@ func TestStreaming_LargeUploadsArriveWhole(t *testing.T) {
 // A body over max_body_bytes is refused with 413, whether it says so up front or only as it goes.
 func TestStreaming_UploadOverMaxBodyBytesIs413(t *testing.T) {
 	var reached atomic.Int32
+	var seen lockedBuffer // which requests reached the backend, for the failure message
 	b := startHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached.Add(1)
+		fmt.Fprintf(&seen, "chunked=%s content-length=%d\n", r.Header.Get("X-Chunked"), r.ContentLength)
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
 	gw, _ := startGateway(t, "server: {max_body_bytes: 2MiB, buffer_requests: 64KiB}\n"+oneRouteConfig("", b))
@@ -263,6 +265,7 @@ func TestStreaming_UploadOverMaxBodyBytesIs413(t *testing.T) {
 			body = io.MultiReader(body)
 		}
 		req, _ := http.NewRequest("POST", "http://"+gw+"/upload", body)
+		req.Header.Set("X-Chunked", fmt.Sprint(chunked))
 		if !chunked {
 			req.ContentLength = 3 << 20
 		}
@@ -282,7 +285,7 @@ func TestStreaming_UploadOverMaxBodyBytesIs413(t *testing.T) {
 	}
 	if n := reached.Load(); n > 1 {
 		// Only the chunked one can have started upstream before its size was known.
-		t.Errorf("backend reached %d times, want at most once", n)
+		t.Errorf("backend reached %d times, want at most once:\n%s", n, seen.String())
 	}
 }
 
