@@ -254,8 +254,12 @@ func TestStreaming_UploadOverMaxBodyBytesIs413(t *testing.T) {
 	var reached atomic.Int32
 	var seen lockedBuffer // which requests reached the backend, for the failure message
 	b := startHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reached.Add(1)
-		fmt.Fprintf(&seen, "chunked=%s content-length=%d\n", r.Header.Get("X-Chunked"), r.ContentLength)
+		fmt.Fprintf(&seen, "%s %s chunked=%q content-length=%d\n", r.Method, r.URL, r.Header.Get("X-Chunked"), r.ContentLength)
+		// Only this test's uploads count: a request left over from an earlier test (a mirror's copy,
+		// a retry) may reach a backend that took over its port.
+		if r.Header.Get("X-Chunked") != "" {
+			reached.Add(1)
+		}
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
 	gw, _ := startGateway(t, "server: {max_body_bytes: 2MiB, buffer_requests: 64KiB}\n"+oneRouteConfig("", b))
