@@ -130,7 +130,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	var hostBuf [256]byte
-	route, allow := snap.match(ctx, hostKey(hostBuf[:0], ctx.Request.Header.Host()), ctx.Path())
+	route, allow := snap.match(ctx, filters.AppendHostKey(hostBuf[:0], ctx.Request.Header.Host()), ctx.Path())
 	if route == nil {
 		if allow != "" {
 			ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)

@@ -356,25 +356,5 @@ func (s *Snapshot) retire(next *Snapshot, grace time.Duration) {
 	}
 }
 
-// hostKey normalizes a Host header value into dst for table lookup: lower-case, without port or
-// trailing dot. An IPv6 literal keeps its brackets.
-func hostKey(dst, host []byte) []byte {
-	if len(host) > 0 && host[0] == '[' {
-		if i := bytes.IndexByte(host, ']'); i > 0 {
-			host = host[:i+1]
-		}
-	} else if i := bytes.LastIndexByte(host, ':'); i >= 0 {
-		host = host[:i]
-	}
-	host = bytes.TrimSuffix(host, []byte("."))
-	for _, c := range host {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}
-
 // b2s views b as a string without copying. The string must not outlive b's contents: here, the request.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

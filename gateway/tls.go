@@ -184,7 +184,7 @@ func looksLikeHTTP(head []byte) bool {
 // client would read differently.
 func redirectToHTTPS(ctx *fasthttp.RequestCtx, x *filters.Exchange, port string) {
 	var buf [512]byte
-	host := hostKey(buf[len("https://"):len("https://")], ctx.Request.Header.Host())
+	host := filters.AppendHostKey(buf[len("https://"):len("https://")], ctx.Request.Header.Host())
 	if len(host) == 0 || !redirectableHost(host) {
 		x.Reject(fasthttp.StatusBadRequest, "request has no valid Host to redirect to")
 		return

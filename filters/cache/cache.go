@@ -285,14 +285,14 @@ func (s *step) Serve(x *filters.Exchange) {
 	s.fetch(x, key, e)
 }
 
-// appendKey writes the request's key: the host (lower-cased, without a port) and the path the client
-// sent, then ?query, then each header: or cookie: part as \x00name=SHA-256(value), and the consumer as
-// \x00consumer=name.
+// appendKey writes the request's key: the host as routing reads it (filters.AppendHostKey), the
+// path the client sent, then ?query, then each header: or cookie: part as \x00name=SHA-256(value),
+// and the consumer as \x00consumer=name.
 func (f *Filter) appendKey(dst []byte, x *filters.Exchange) []byte {
 	for _, p := range f.key {
 		switch p.kind {
 		case keyHost:
-			dst = appendHost(dst, x.Host)
+			dst = filters.AppendHostKey(dst, x.Host)
 		case keyPath:
 			dst = append(dst, x.Path...)
 		case keyQuery:
@@ -306,21 +306,6 @@ func (f *Filter) appendKey(dst []byte, x *filters.Exchange) []byte {
 		case keyConsumer:
 			dst = append(append(dst, "\x00consumer="...), x.Consumer...)
 		}
-	}
-	return dst
-}
-
-// appendHost writes host as routing reads it: lower-cased, without a port, so that
-// API.example.com:443 and api.example.com share their entries.
-func appendHost(dst, host []byte) []byte {
-	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
-		host = host[:i]
-	}
-	for _, c := range host {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
 	}
 	return dst
 }

@@ -332,15 +332,6 @@ func TestPanicBelowTheCacheLeavesNoFlightBehind(t *testing.T) {
 	}
 }
 
-func TestAppendHost(t *testing.T) {
-	for in, want := range map[string]string{"API.Example.com": "api.example.com", "api.example.com:8443": "api.example.com",
-		"[::1]:8080": "[::1]", "[::1]": "[::1]", "127.0.0.1:80": "127.0.0.1", "": ""} {
-		if got := string(appendHost(nil, []byte(in))); got != want {
-			t.Errorf("%q: %q, want %q", in, got, want)
-		}
-	}
-}
-
 // Header and cookie values that pick an entry go into its key as digests: a token or session never
 // appears in a key (Redis key names included), and different values still pick different entries.
 func TestKey_HoldsDigestsOfHeaderAndCookieValues(t *testing.T) {
