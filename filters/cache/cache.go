@@ -85,17 +85,29 @@ type Filter struct {
 	redis               *redisStore
 	flights             flights
 
-	hit, stale, revalidated, miss, bypass, coalesced, refreshFailed filters.Counter
+	answers                  [resultCount]filters.Counter // by result
+	coalesced, refreshFailed filters.Counter
 }
 
-// Results, as X-Cache says them.
-var (
-	xHit         = []byte("HIT")
-	xStale       = []byte("STALE")
-	xRevalidated = []byte("REVALIDATED")
-	xMiss        = []byte("MISS")
-	xBypass      = []byte("BYPASS")
+// result is what became of a request, as X-Cache says it and the metrics count it.
+type result uint8
+
+const (
+	resultHit result = iota
+	resultStale
+	resultRevalidated
+	resultMiss
+	resultBypass
+	resultCount
 )
+
+var (
+	xCache      = [resultCount][]byte{[]byte("HIT"), []byte("STALE"), []byte("REVALIDATED"), []byte("MISS"), []byte("BYPASS")}
+	resultNames = [resultCount]string{"hit", "stale", "revalidated", "miss", "bypass"}
+)
+
+// count counts an answer of the filter's.
+func (f *Filter) count(r result) { f.answers[r].Inc() }
 
 // New validates cfg and builds the filter.
 func New(cfg Config, env filters.Env) (*Filter, error) {
@@ -177,8 +189,10 @@ func New(cfg Config, env filters.Env) (*Filter, error) {
 		}
 	}
 	c := env.Counters
-	f.hit, f.stale, f.revalidated = c.CacheEvent("hit"), c.CacheEvent("stale"), c.CacheEvent("revalidated")
-	f.miss, f.bypass, f.coalesced = c.CacheEvent("miss"), c.CacheEvent("bypass"), c.CacheEvent("coalesced")
+	for r, name := range resultNames {
+		f.answers[r] = c.CacheEvent(name)
+	}
+	f.coalesced = c.CacheEvent("coalesced")
 	f.refreshFailed = c.CacheEvent("refresh_failed")
 	switch cfg.Store {
 	case "memory":
@@ -251,8 +265,8 @@ func (s *step) Serve(x *filters.Exchange) {
 	if !(f.cacheGet && ctx.IsGet() || f.cacheHead && head) || x.WebSocket || len(req.Peek(fasthttp.HeaderRange)) > 0 ||
 		!f.cfg.AllowAuthorization && len(req.Peek(fasthttp.HeaderAuthorization)) > 0 {
 		s.next.Serve(x)
-		ctx.Response.Header.SetCanonical(nameXCache, xBypass)
-		f.bypass.Inc()
+		ctx.Response.Header.SetCanonical(nameXCache, xCache[resultBypass])
+		f.count(resultBypass)
 		return
 	}
 	var kb [256]byte
@@ -263,12 +277,12 @@ func (s *step) Serve(x *filters.Exchange) {
 		age := e.age(now)
 		switch {
 		case !e.Revalidate && age < e.Lifetime:
-			f.serve(x, e, xHit, now)
-			f.hit.Inc()
+			f.serve(x, e, resultHit, now)
+			f.count(resultHit)
 			return
 		case !e.Revalidate && !e.Strict && age < e.Lifetime+e.SWR:
-			f.serve(x, e, xStale, now)
-			f.stale.Inc()
+			f.serve(x, e, resultStale, now)
+			f.count(resultStale)
 			if !head {
 				s.refreshInBackground(x, key, e)
 			}
@@ -278,8 +292,8 @@ func (s *step) Serve(x *filters.Exchange) {
 	if head {
 		// A HEAD's answer has no body to store for GETs; it goes upstream on its own.
 		s.next.Serve(x)
-		ctx.Response.Header.SetCanonical(nameXCache, xMiss)
-		f.miss.Inc()
+		ctx.Response.Header.SetCanonical(nameXCache, xCache[resultMiss])
+		f.count(resultMiss)
 		return
 	}
 	s.fetch(x, key, e)
@@ -367,9 +381,10 @@ func credentialHeader(name []byte) bool {
 func varyNames(resp *fasthttp.Response) [][]byte {
 	var names [][]byte
 	for _, v := range resp.Header.PeekAll(fasthttp.HeaderVary) {
-		for _, n := range bytes.Split(v, []byte{','}) {
-			n = bytes.ToLower(bytes.TrimSpace(n))
-			if len(n) > 0 && !containsBytes(names, n) {
+		for len(v) > 0 {
+			var n []byte
+			n, v = nextItem(v)
+			if n = bytes.ToLower(n); len(n) > 0 && !containsBytes(names, n) {
 				names = append(names, n)
 			}
 		}
@@ -387,12 +402,12 @@ func containsBytes(list [][]byte, b []byte) bool {
 }
 
 // serve answers x from e: a 304 when the client's validators match it.
-func (f *Filter) serve(x *filters.Exchange, e *Entry, result []byte, now int64) {
+func (f *Filter) serve(x *filters.Exchange, e *Entry, r result, now int64) {
 	if e.Status == fasthttp.StatusOK && notModified(&x.Ctx.Request.Header, e.ETag, e.LastModified) {
-		e.writeNotModified(&x.Ctx.Response, result, now)
+		e.writeNotModified(&x.Ctx.Response, xCache[r], now)
 		return
 	}
-	e.writeTo(&x.Ctx.Response, result, now)
+	e.writeTo(&x.Ctx.Response, xCache[r], now)
 }
 
 // fetch sends x upstream unless another request for the same key already does; then it waits for
@@ -404,40 +419,41 @@ func (s *step) fetch(x *filters.Exchange, key []byte, stale *Entry) {
 	if !leader {
 		if e := fl.wait(f.cfg.CoalesceTimeout); e != nil && f.fits(e, key, &x.Ctx.Request.Header) {
 			f.coalesced.Inc()
-			result := fl.result
-			if !bytes.Equal(result, xStale) {
-				result = xHit // served without a call of its own
+			r := fl.result
+			if r != resultStale {
+				r = resultHit // served without a call of its own
 			}
-			f.serve(x, e, result, f.now().UnixNano())
-			f.countResult(result)
+			f.serve(x, e, r, f.now().UnixNano())
+			f.count(r)
 			return
 		}
 		// The other request timed out, or got nothing this one may use (uncacheable, another variant).
 		fl, leader = nil, false
 	}
 	var e *Entry
-	result := xMiss
+	r := resultMiss
 	if fl != nil {
 		// Deferred: a panic further down the chain must not leave the key's waiters, and every later
 		// request for it, waiting on a flight that never lands.
 		defer func() {
-			fl.finish(e, result)
+			fl.finish(e, r)
 			f.flights.done(h, fl)
 		}()
 	}
 	if fl != nil {
 		// Another request may have stored the entry between this one's lookup and its join: its
 		// flight was over by then. Looking again keeps the key at one upstream call.
+		now := f.now().UnixNano()
 		if fresh := f.lookup(key, &x.Ctx.Request.Header); fresh != nil && fresh != stale && !fresh.Revalidate &&
-			fresh.age(f.now().UnixNano()) < fresh.Lifetime {
-			e, result = fresh, xHit
-			f.serve(x, e, result, f.now().UnixNano())
-			f.countResult(result)
+			fresh.age(now) < fresh.Lifetime {
+			e, r = fresh, resultHit
+			f.serve(x, e, r, now)
+			f.count(r)
 			return
 		}
 	}
-	e, result = s.upstream(x, key, stale)
-	f.countResult(result)
+	e, r = s.upstream(x, key, stale)
+	f.count(r)
 }
 
 // fits reports whether e, another request's entry for key, is this request's variant.
@@ -453,23 +469,10 @@ func (f *Filter) fits(e *Entry, key []byte, req *fasthttp.RequestHeader) bool {
 	return bytes.Equal(appendVariant(vb[:0], key, marker.Vary, req), e.Key)
 }
 
-func (f *Filter) countResult(result []byte) {
-	switch {
-	case bytes.Equal(result, xHit):
-		f.hit.Inc()
-	case bytes.Equal(result, xStale):
-		f.stale.Inc()
-	case bytes.Equal(result, xRevalidated):
-		f.revalidated.Inc()
-	default:
-		f.miss.Inc()
-	}
-}
-
 // upstream calls the rest of the chain for key, with stale's validators if there is one, and stores
 // what may be stored. It returns the entry x was answered from (nil when x carries the upstream's
 // answer as it came) and the X-Cache result.
-func (s *step) upstream(x *filters.Exchange, key []byte, stale *Entry) (*Entry, []byte) {
+func (s *step) upstream(x *filters.Exchange, key []byte, stale *Entry) (*Entry, result) {
 	f, ctx := s.f, x.Ctx
 	req, resp := &ctx.Request.Header, &ctx.Response
 	// The client's own validators are answered from the entry; the upstream gets the cache's, so that
@@ -508,28 +511,28 @@ func (s *step) upstream(x *filters.Exchange, key []byte, stale *Entry) (*Entry, 
 			f.set(hashKey(f.seed, e.Key), e)
 		}
 		resp.Reset()
-		f.serve(x, e, xRevalidated, nowNs)
-		return e, xRevalidated
+		f.serve(x, e, resultRevalidated, nowNs)
+		return e, resultRevalidated
 	case x.Answered() && status < 500:
 		p := f.policyOf(resp, status, now)
 		if !p.store {
-			resp.Header.SetCanonical(nameXCache, xMiss)
-			return nil, xMiss
+			resp.Header.SetCanonical(nameXCache, xCache[resultMiss])
+			return nil, resultMiss
 		}
 		e := f.storeResponse(key, resp, p, nowNs, &ctx.Request.Header)
 		resp.Reset()
-		f.serve(x, e, xMiss, nowNs)
-		return e, xMiss
+		f.serve(x, e, resultMiss, nowNs)
+		return e, resultMiss
 	case (x.Answered() || x.Status >= 500) && stale != nil && !stale.Strict && stale.age(nowNs) < stale.Lifetime+stale.SIE:
 		// The upstream failed (a 5xx of its own or the gateway's: unreachable, timed out, breaker
 		// open): the stale entry is a better answer than the error. A step's 4xx stays.
 		x.Status, x.Reason, x.Failed = 0, "", false
 		resp.Reset()
-		f.serve(x, stale, xStale, nowNs)
-		return stale, xStale
+		f.serve(x, stale, resultStale, nowNs)
+		return stale, resultStale
 	}
-	resp.Header.SetCanonical(nameXCache, xMiss)
-	return nil, xMiss
+	resp.Header.SetCanonical(nameXCache, xCache[resultMiss])
+	return nil, resultMiss
 }
 
 // hasFreshness reports whether a response sets its own freshness.
@@ -568,7 +571,7 @@ func (s *step) refreshInBackground(x *filters.Exchange, key []byte, stale *Entry
 	if cur := f.lookup(key, &x.Ctx.Request.Header); cur != stale {
 		// A refresh stored a new entry (or the entry went) between this request's lookup and its
 		// join: that refresh's flight was over. Another would be a second upstream call.
-		fl.finish(nil, xMiss)
+		fl.finish(nil, resultMiss)
 		f.flights.done(h, fl)
 		return
 	}
@@ -583,17 +586,17 @@ func (s *step) refreshInBackground(x *filters.Exchange, key []byte, stale *Entry
 	own := bytes.Clone(key)
 	go func() {
 		var e *Entry
-		result := xMiss
+		r := resultMiss
 		defer func() {
 			if p := recover(); p != nil {
 				f.log.Error().Str("route", f.route).Str("panic", fmt.Sprint(p)).Msg("panic in a background cache refresh")
 			}
-			fl.finish(e, result)
+			fl.finish(e, r)
 			f.flights.done(h, fl)
 			bg.Response.ResetBody() // closes a streamed body, and the upstream connection under it
 			filters.ReleaseExchange(y)
 		}()
-		e, result = s.upstream(y, own, stale)
+		e, r = s.upstream(y, own, stale)
 		if e == nil || e == stale {
 			f.refreshFailed.Inc()
 			f.log.Warn().Str("route", f.route).Int("status", bg.Response.StatusCode()).Str("reason", y.Reason).
@@ -612,7 +615,7 @@ type flights struct {
 type flight struct {
 	done   chan struct{}
 	e      *Entry
-	result []byte
+	result result
 }
 
 // join returns the key's flight, and whether the caller leads it (and must finish it).
@@ -637,8 +640,8 @@ func (fs *flights) done(h uint64, fl *flight) {
 }
 
 // finish hands e (nil: nothing the others may use) to the waiters.
-func (fl *flight) finish(e *Entry, result []byte) {
-	fl.e, fl.result = e, result
+func (fl *flight) finish(e *Entry, r result) {
+	fl.e, fl.result = e, r
 	close(fl.done)
 }
 

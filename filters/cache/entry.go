@@ -168,9 +168,7 @@ func (e *Entry) writeTo(resp *fasthttp.Response, result []byte, now int64) {
 		resp.Header.AddBytesKV(h[0], h[1])
 	}
 	resp.SetBodyRaw(e.Body)
-	var ageBuf [20]byte
-	resp.Header.SetCanonical(nameAge, strconv.AppendInt(ageBuf[:0], int64(max(e.age(now), 0)/time.Second), 10))
-	resp.Header.SetCanonical(nameXCache, result)
+	e.stamp(resp, result, now)
 }
 
 // writeNotModified answers a satisfied conditional request from e: 304 with the headers that describe
@@ -186,6 +184,11 @@ func (e *Entry) writeNotModified(resp *fasthttp.Response, result []byte, now int
 		}
 	}
 	resp.ResetBody()
+	e.stamp(resp, result, now)
+}
+
+// stamp sets the answer's Age (e's, at now) and X-Cache.
+func (e *Entry) stamp(resp *fasthttp.Response, result []byte, now int64) {
 	var ageBuf [20]byte
 	resp.Header.SetCanonical(nameAge, strconv.AppendInt(ageBuf[:0], int64(max(e.age(now), 0)/time.Second), 10))
 	resp.Header.SetCanonical(nameXCache, result)

@@ -22,12 +22,7 @@ type directives struct {
 func parseCacheControl(v []byte, d *directives) {
 	for len(v) > 0 {
 		var item []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			item, v = v, nil
-		}
-		item = bytes.TrimSpace(item)
+		item, v = nextItem(v)
 		name, arg, hasArg := bytes.Cut(item, []byte{'='})
 		name = bytes.TrimSpace(name)
 		arg = bytes.Trim(bytes.TrimSpace(arg), `"`)
@@ -64,6 +59,14 @@ func parseCacheControl(v []byte, d *directives) {
 			d.proxyRevalidate = true
 		}
 	}
+}
+
+// nextItem cuts the first item, trimmed, off a comma-separated header value.
+func nextItem(list []byte) (item, rest []byte) {
+	if i := bytes.IndexByte(list, ','); i >= 0 {
+		return bytes.TrimSpace(list[:i]), list[i+1:]
+	}
+	return bytes.TrimSpace(list), nil
 }
 
 // parseSeconds reads a delta-seconds value; an overflowing one is the largest (RFC 9111 §1.2.2).
@@ -181,12 +184,8 @@ func notModified(req *fasthttp.RequestHeader, etag, lastModified []byte) bool {
 		want := weakless(etag)
 		for len(inm) > 0 {
 			var tag []byte
-			if i := bytes.IndexByte(inm, ','); i >= 0 {
-				tag, inm = inm[:i], inm[i+1:]
-			} else {
-				tag, inm = inm, nil
-			}
-			if bytes.Equal(weakless(bytes.TrimSpace(tag)), want) {
+			tag, inm = nextItem(inm)
+			if bytes.Equal(weakless(tag), want) {
 				return true
 			}
 		}
