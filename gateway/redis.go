@@ -146,10 +146,10 @@ func (s *Snapshot) activateRedis() {
 	s.redis.handle.Set(s.redis.conn)
 }
 
-// closeRedisAfter closes conn once the requests still running on the old snapshot had grace.
-func closeRedisAfter(conn *redisconn.Conn, grace time.Duration) {
+// closeAfter closes what an old snapshot held once the requests still running on it had grace.
+func closeAfter(grace time.Duration, close func()) {
 	time.Sleep(grace)
-	conn.Close()
+	close()
 }
 
 // redisCache is filters.SharedCache on the snapshot's Redis handle: the Conn in use when each

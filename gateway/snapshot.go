@@ -344,14 +344,11 @@ func (s *Snapshot) retire(next *Snapshot, grace time.Duration) {
 		go shutdownTracer(t, grace)
 	}
 	if c := s.redis.conn; c != nil && c != next.redis.conn {
-		go closeRedisAfter(c, grace)
+		go closeAfter(grace, c.Close)
 	}
 	for key, f := range s.filters {
 		if c, ok := f.(*cache.Filter); ok && next.filters[key] != f {
-			go func() {
-				time.Sleep(grace)
-				c.Close()
-			}()
+			go closeAfter(grace, c.Close)
 		}
 	}
 }

@@ -195,17 +195,26 @@ func (c *Conn) down(err error) {
 	}
 }
 
+// inUse returns the client while Redis is in use; commands fail at once with ErrUnavailable otherwise.
+func (c *Conn) inUse() (rueidis.Client, bool) {
+	cl := c.client.Load()
+	if cl == nil || !c.up.Load() {
+		return nil, false
+	}
+	return *cl, true
+}
+
 // Lease takes up to want tokens from the token bucket at key (perSecond, burst; a new bucket starts
 // full), atomically in Redis, with Redis's clock. See globallimit.
 func (c *Conn) Lease(key string, perSecond float64, burst, want int) (granted int, remaining int64, wait time.Duration, err error) {
-	cl := c.client.Load()
-	if cl == nil || !c.up.Load() {
+	cl, ok := c.inUse()
+	if !ok {
 		return 0, 0, 0, ErrUnavailable
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.Timeout)
 	defer cancel()
 	start := time.Now()
-	vals, err := takeTokens.Exec(ctx, *cl, []string{c.s.KeyPrefix + key}, []string{
+	vals, err := takeTokens.Exec(ctx, cl, []string{c.s.KeyPrefix + key}, []string{
 		strconv.FormatFloat(perSecond, 'g', -1, 64), strconv.Itoa(burst), strconv.Itoa(want)}).AsIntSlice()
 	c.observe("lease", start, err)
 	if err == nil && len(vals) != 3 {
@@ -258,14 +267,14 @@ return redis.call('ZCARD', KEYS[1])
 // Get returns the value at key (under the key prefix); nil and no error when there is none. A
 // failure takes Redis out of use, as for a lease.
 func (c *Conn) Get(key string) ([]byte, error) {
-	cl := c.client.Load()
-	if cl == nil || !c.up.Load() {
+	cl, ok := c.inUse()
+	if !ok {
 		return nil, ErrUnavailable
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.Timeout)
 	defer cancel()
 	start := time.Now()
-	b, err := (*cl).Do(ctx, (*cl).B().Get().Key(c.s.KeyPrefix+key).Build()).AsBytes()
+	b, err := cl.Do(ctx, cl.B().Get().Key(c.s.KeyPrefix+key).Build()).AsBytes()
 	if rueidis.IsRedisNil(err) {
 		c.observe("cache_get", start, nil)
 		return nil, nil
@@ -280,14 +289,14 @@ func (c *Conn) Get(key string) ([]byte, error) {
 
 // Set stores value at key (under the key prefix) for ttl.
 func (c *Conn) Set(key string, value []byte, ttl time.Duration) error {
-	cl := c.client.Load()
-	if cl == nil || !c.up.Load() {
+	cl, ok := c.inUse()
+	if !ok {
 		return ErrUnavailable
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.Timeout)
 	defer cancel()
 	start := time.Now()
-	err := (*cl).Do(ctx, (*cl).B().Set().Key(c.s.KeyPrefix+key).Value(rueidis.BinaryString(value)).
+	err := cl.Do(ctx, cl.B().Set().Key(c.s.KeyPrefix+key).Value(rueidis.BinaryString(value)).
 		PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()).Error()
 	c.observe("cache_set", start, err)
 	if err != nil {
@@ -299,11 +308,10 @@ func (c *Conn) Set(key string, value []byte, ttl time.Duration) error {
 // DeletePrefix deletes the keys (under the key prefix) that start with prefix, scanning the keyspace
 // in batches (on every node of a cluster), and says how many went.
 func (c *Conn) DeletePrefix(prefix string) (int, error) {
-	cl := c.client.Load()
-	if cl == nil || !c.up.Load() {
+	client, ok := c.inUse()
+	if !ok {
 		return 0, ErrUnavailable
 	}
-	client := *cl
 	pattern := globEscape(c.s.KeyPrefix+prefix) + "*"
 	deleted := 0
 	for _, node := range client.Nodes() {
