@@ -75,40 +75,9 @@ start_server() {
 	esac
 	wait_port "$name" "${PORT[$name]}" "$logfile"
 	MEASURE[$name]=${PID[$name]}
-	[[ $name != nginx* ]] || MEASURE[$name]=$(nginx_worker_of "${PID[$name]}")
+	[[ $name != nginx* ]] || MEASURE[$name]=$(nginx_worker "${PID[$name]}")
 }
 
-# nginx_worker_of MASTER_PID: the PID of the only worker process. With proxy_cache the master also
-# forks a cache manager and, for its first minute, a cache loader (both on core 0 too, so core 0's
-# figure includes them), which lib.sh's nginx_worker does not expect.
-nginx_worker_of() {
-	local children=() workers=() i c
-	for ((i = 0; i < 50 && ${#workers[@]} == 0; i++)); do
-		sleep 0.1
-		read -r -a children <"/proc/$1/task/$1/children" || true
-		workers=()
-		for c in "${children[@]}"; do
-			tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null | grep -q 'worker process' && workers+=("$c")
-		done
-	done
-	((${#workers[@]} == 1)) || die "nginx master $1 has ${#workers[@]} worker processes, want one"
-	echo "${workers[0]}"
-}
-
-# scrape SERVER FILE: weir SERVER's /metrics into FILE.
-scrape() {
-	curl -sS --max-time 5 -o "$2" "http://127.0.0.1:${ADMIN[$1]}/metrics" || die "$1: cannot scrape /metrics"
-}
-# metric FILE NAME [LABEL...]: the sum of NAME's samples in FILE that carry every LABEL (k="v"); 0 if none.
-metric() {
-	local file=$1 name=$2
-	shift 2
-	awk -v name="$name" -v labels="$*" 'BEGIN { n = split(labels, want, " ") }
-		{ base = $1; sub(/\{.*/, "", base); if (base != name) next
-		  for (i = 1; i <= n; i++) if (index($1, want[i]) == 0) next
-		  sum += $NF }
-		END { printf "%.0f\n", sum }' "$file"
-}
 cache_result() { metric "$1" weir_cache_requests_total 'route="cached"' "result=\"$2\""; }
 cache_event() { metric "$1" weir_cache_events_total 'route="cached"' "event=\"$2\""; }
 

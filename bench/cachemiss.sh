@@ -15,6 +15,11 @@ cd "$(dirname "$0")/.."
 BUILD=bench/.build-cachemiss
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
+PROXY_CORE=0
+LOAD_CORE=1
+declare -A ADMIN=([weir]=18591)
+source bench/lib.sh
+
 command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 rm -rf "$BUILD" && mkdir -p "$BUILD"
 go build -o "$BUILD/weir" ./cmd/weir
@@ -24,39 +29,25 @@ grep -v 'cache:' bench/configs/weir-cache.yaml | grep -v '^    filters:$' >"$BUI
 URL=http://127.0.0.1:18581/1k.json
 HZ=$(getconf CLK_TCK)
 
-taskset -c 1 env GOMAXPROCS=1 "$BUILD/backend" -listen 127.0.0.1:18080 >"$BUILD/backend.log" 2>&1 &
-BACKEND=$!
-WEIR=
-trap 'kill $BACKEND $WEIR 2>/dev/null || true' EXIT
-wait_up() {
-	for _ in $(seq 100); do
-		curl -s -o /dev/null "$1" && return 0
-		sleep 0.05
-	done
-	echo "$1 did not answer" >&2
-	exit 1
-}
-wait_up http://127.0.0.1:18080/1k.json
+start backend "$LOAD_CORE" "$BUILD/backend.log" env GOMAXPROCS=1 "$BUILD/backend" -listen 127.0.0.1:18080
+wait_port backend 18080 "$BUILD/backend.log"
 : >"$BUILD/runs.tsv"
 for ((round = 1; round <= ROUNDS; round++)); do
 	for scenario in miss uncached; do
-		config=$BUILD/cache.yaml
-		[[ $scenario == miss ]] || config=$BUILD/plain.yaml
-		taskset -c 0 env GOMAXPROCS=1 "$BUILD/weir" -config "$config" >"$BUILD/weir.log" 2>&1 &
-		WEIR=$!
-		wait_up http://127.0.0.1:18591/readyz
-		fill=1
-		[[ $scenario == uncached ]] || fill=4
-		WRK_MISS_PREFIX=fill$round taskset -c 1 wrk -t1 -c64 -d${fill}s -s bench/wrk-cachemiss.lua "$URL" >/dev/null
-		c0=$(awk '{ print $14 + $15 }' /proc/$WEIR/stat)
-		out=$(WRK_MISS_PREFIX=run$round taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" -s bench/wrk-cachemiss.lua "$URL")
-		c1=$(awk '{ print $14 + $15 }' /proc/$WEIR/stat)
+		config=$BUILD/cache.yaml fill=4
+		[[ $scenario == miss ]] || config=$BUILD/plain.yaml fill=1
+		start weir "$PROXY_CORE" "$BUILD/weir.log" env GOMAXPROCS=1 "$BUILD/weir" -config "$config"
+		wait_port weir 18581 "$BUILD/weir.log"
+		WRK_MISS_PREFIX=fill$round taskset -c "$LOAD_CORE" wrk -t1 -c64 -d${fill}s -s bench/wrk-cachemiss.lua "$URL" >/dev/null
+		c0=$(proc_jiffies "${PID[weir]}")
+		out=$(WRK_MISS_PREFIX=run$round taskset -c "$LOAD_CORE" wrk -t1 -c64 -d"${DURATION}s" -s bench/wrk-cachemiss.lua "$URL")
+		c1=$(proc_jiffies "${PID[weir]}")
 		requests=$(grep -o 'requests=[0-9]*' <<<"$out" | cut -d= -f2)
-		evicted=$(curl -s http://127.0.0.1:18591/metrics | awk '/^weir_cache_events_total\{event="evicted"/ { print $2 }')
-		kill $WEIR
-		wait $WEIR 2>/dev/null || true
-		WEIR=
-		awk -v OFS='\t' -v s=$scenario -v n="$requests" -v c=$((c1 - c0)) -v hz="$HZ" -v e="${evicted:-0}" \
+		scrape weir "$BUILD/metrics"
+		evicted=$(metric "$BUILD/metrics" weir_cache_events_total 'event="evicted"')
+		stop_pid "${PID[weir]}"
+		wait_closed 18581
+		awk -v OFS='\t' -v s=$scenario -v n="$requests" -v c=$((c1 - c0)) -v hz="$HZ" -v e="$evicted" \
 			'BEGIN { print s, n, c * 1e6 / hz / n, e }' | tee -a "$BUILD/runs.tsv"
 	done
 done

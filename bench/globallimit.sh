@@ -47,21 +47,6 @@ declare -A REDIS_UP=([local]=0 [global]=1 [global-over]=1 [global-redis-down]=0)
 
 source bench/lib.sh
 
-# scrape NAME FILE: weir NAME's /metrics into FILE.
-scrape() {
-	curl -sS --max-time 5 -o "$2" "http://127.0.0.1:${ADMIN[$1]}/metrics" || die "$1: cannot scrape /metrics"
-}
-# metric FILE NAME [LABEL...]: the sum of NAME's samples in FILE that carry every LABEL (k="v"); 0 if none.
-metric() {
-	local file=$1 name=$2
-	shift 2
-	awk -v name="$name" -v labels="$*" 'BEGIN { n = split(labels, want, " ") }
-		{ base = $1; sub(/\{.*/, "", base); if (base != name) next
-		  for (i = 1; i <= n; i++) if (index($1, want[i]) == 0) next
-		  sum += $NF }
-		END { printf "%.0f\n", sum }' "$file"
-}
-
 start_weir() {
 	local name=$1 logfile="$LOGS/weir-$1.log"
 	start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/weir" -config "bench/configs/weir-limit-$name.yaml"

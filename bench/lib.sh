@@ -1,5 +1,5 @@
-# Shell functions shared by bench/run.sh and bench/streams.sh (sourced, not run). The sourcing script
-# sets PROXY_CORE and declares nothing else these need.
+# Shell functions shared by the bench/ scripts (sourced, not run). The sourcing script sets PROXY_CORE,
+# and ADMIN (name -> weir admin port) where it scrapes weir's metrics.
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 die() {
@@ -78,16 +78,21 @@ wait_closed() {
 	die "port $1 still accepts after its process was stopped"
 }
 
-# nginx_worker MASTER_PID: prints the PID of the only worker (which serves every request; the master
-# may accept on the port before forking it).
+# nginx_worker MASTER_PID: prints the PID of the only worker process, which serves every request (the
+# master may accept on the port before forking it; with proxy_cache it also forks a cache manager and,
+# for a minute, a cache loader, which are not workers).
 nginx_worker() {
-	local children=() i
-	for ((i = 0; i < 50 && ${#children[@]} == 0; i++)); do
+	local children=() workers=() i c
+	for ((i = 0; i < 50 && ${#workers[@]} == 0; i++)); do
 		sleep 0.1
 		read -r -a children <"/proc/$1/task/$1/children" || true
+		workers=()
+		for c in "${children[@]}"; do
+			tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null | grep -q 'worker process' && workers+=("$c")
+		done
 	done
-	((${#children[@]} == 1)) || die "nginx master has ${#children[@]} children, want one worker"
-	echo "${children[0]}"
+	((${#workers[@]} == 1)) || die "nginx master $1 has ${#workers[@]} worker processes, want one"
+	echo "${workers[0]}"
 }
 
 # ---- measurements ----
@@ -106,4 +111,19 @@ raise_nofile() {
 	hard=$(ulimit -Hn)
 	[[ $hard == unlimited ]] || ((hard >= $1)) || die "open-files hard limit $hard is below $1"
 	ulimit -n "$hard"
+}
+
+# scrape NAME FILE: weir NAME's /metrics (its admin port is ADMIN[NAME]) into FILE.
+scrape() {
+	curl -sS --max-time 5 -o "$2" "http://127.0.0.1:${ADMIN[$1]}/metrics" || die "$1: cannot scrape /metrics"
+}
+# metric FILE NAME [LABEL...]: the sum of NAME's samples in FILE that carry every LABEL (k="v"); 0 if none.
+metric() {
+	local file=$1 name=$2
+	shift 2
+	awk -v name="$name" -v labels="$*" 'BEGIN { n = split(labels, want, " ") }
+		{ base = $1; sub(/\{.*/, "", base); if (base != name) next
+		  for (i = 1; i <= n; i++) if (index($1, want[i]) == 0) next
+		  sum += $NF }
+		END { printf "%.0f\n", sum }' "$file"
 }
