@@ -96,8 +96,8 @@ func (t *Tree[V]) add(n *tnode[V], segs []segment, v V) {
 			fallthrough
 		case param:
 			var re *regexp.Regexp
-			if spec, ok := s.regex(); ok {
-				re = regexp.MustCompile("^(?:" + spec + ")$") // Parse checked it compiles
+			if s.re != "" { // only a {name:regex} parameter has one
+				re = regexp.MustCompile("^(?:" + s.re + ")$") // Parse checked it compiles
 			}
 			var tp *tparam[V]
 			for _, existing := range n.params {
@@ -140,14 +140,6 @@ func sortParams[V any](ps []*tparam[V]) {
 			ps[j], ps[j-1] = ps[j-1], ps[j]
 		}
 	}
-}
-
-// regex is a parameter's regular expression, if it has one.
-func (s segment) regex() (string, bool) {
-	if s.kind != param {
-		return "", false
-	}
-	return s.re, s.re != ""
 }
 
 // Match returns the value of the pattern path matches. path is a normalized request path, starting
