@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 
 	"github.com/weir-gateway/weir/certs"
 )
@@ -52,11 +51,16 @@ func (c *ClientTLS) config(addr string) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		ServerName: name,
-		// Resumed sessions skip a full handshake on each new connection to the target.
-		ClientSessionCache: sessionCache{tls.NewLRUClientSessionCache(64), c.Cert},
 		// crypto/tls's own check reads a fixed RootCAs; VerifyConnection below does the same check
 		// against the bundle's current version.
 		InsecureSkipVerify: true,
+	}
+	if c.Cert == nil {
+		// Resumed sessions skip a full handshake on each new connection to the target. Not with a
+		// client certificate: a resumed session carries the certificate of the handshake that made
+		// it, and a TLS 1.3 ticket arrives after its handshake, so no cache keyed at store time can
+		// tell a session made with the old certificate from one made with the renewed one.
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 	}
 	if !c.InsecureSkipVerify {
 		cfg.VerifyConnection = verifyServer(c.Roots, name)
@@ -68,28 +72,6 @@ func (c *ClientTLS) config(addr string) *tls.Config {
 		}
 	}
 	return cfg
-}
-
-// sessionCache keeps resumable sessions per version of the client certificate. A resumed session
-// carries the certificate of the handshake that made it, so without this a target would go on
-// seeing the old certificate after a renewal until the session expired (up to a week in TLS 1.3).
-type sessionCache struct {
-	tls.ClientSessionCache
-	cert *certs.Source // nil: no client certificate
-}
-
-func (c sessionCache) key(k string) string {
-	if c.cert == nil {
-		return k
-	}
-	return strconv.FormatUint(c.cert.Generation(), 10) + " " + k
-}
-
-func (c sessionCache) Get(k string) (*tls.ClientSessionState, bool) {
-	return c.ClientSessionCache.Get(c.key(k))
-}
-func (c sessionCache) Put(k string, cs *tls.ClientSessionState) {
-	c.ClientSessionCache.Put(c.key(k), cs)
 }
 
 // TLSVerifyError is a target certificate that failed verification.
