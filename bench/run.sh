@@ -10,7 +10,8 @@
 # Settings (environment): ROUNDS (3), DURATION of each measured wrk run in seconds (5), WARMUP wrk run
 # before each measured one in seconds (1), CONNS wrk connection counts ("64 256"), IDLE_CONNS idle
 # keep-alive connections of the memory test (10000), PROXIES to run (a subset of "weir weir+chain
-# nginx HAProxy floor"; the report's ratios need weir, weir+chain, nginx and HAProxy), SCENARIO_MATCH
+# nginx HAProxy floor", or floor+pipeline: floor relaying through fasthttp's PipelineClient; the
+# report's ratios need weir, weir+chain, nginx and HAProxy), SCENARIO_MATCH
 # (an extended regex: only scenarios whose name matches run, e.g. "13 B|POST").
 #
 # Layout: the proxy under test runs alone on core 0, single-threaded (weir GOMAXPROCS=1, nginx one
@@ -67,7 +68,7 @@ if ((TLS)); then
 	declare -A PORT=([weir]=18443 [nginx]=18453 [HAProxy]=18463)
 else
 	read -r -a PROXIES <<<"${PROXIES:-weir weir+chain nginx HAProxy floor}"
-	declare -A PORT=([weir]=18081 [weir+chain]=18082 [nginx]=18083 [HAProxy]=18084 [floor]=18085)
+	declare -A PORT=([weir]=18081 [weir+chain]=18082 [nginx]=18083 [HAProxy]=18084 [floor]=18085 [floor+pipeline]=18086)
 fi
 ((${#PROXIES[@]} > 0)) || { echo "PROXIES names no proxy" >&2; exit 2; }
 declare -A listed=()
@@ -117,6 +118,8 @@ start_proxy() {
 	HAProxy) start "$name" "$PROXY_CORE" "$logfile" haproxy -db -f "bench/configs/haproxy$TLS_SUFFIX.cfg" ;;
 	floor) start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/floor" -listen "127.0.0.1:${PORT[floor]}" \
 		-upstream "$BACKEND_ADDR" ;;
+	floor+pipeline) start "$name" "$PROXY_CORE" "$logfile" env GOMAXPROCS=1 "$BUILD/floor" -pipeline \
+		-listen "127.0.0.1:${PORT[floor+pipeline]}" -upstream "$BACKEND_ADDR" ;;
 	esac
 	wait_port "$name" "${PORT[$name]}" "$logfile"
 	MEASURE[$name]=${PID[$name]}
