@@ -43,6 +43,9 @@ func TestAllocs_ProxiedGETAllocatesNothing(t *testing.T) {
 		{"tracing on, an unsampled request, access log on", true, tracedUnsampled, false, 0, ""},
 		{"a route with a path parameter (a 42-byte value), access log on", true, "", false, 0, "/users/" + longParam},
 		{"a cache hit, access log on", true, cacheChain, false, 0, ""},
+		// The canary route's header, query and cookie conditions all hold; a plain route on the same
+		// path follows it.
+		{"a route with header, query and cookie conditions, access log on", true, "", false, 0, "/canary?v=2"},
 		// crypto/tls allocates once per record it reads (readFromUntil's atLeastReader escapes): once
 		// in weir's server connection and once in the test's client. weir itself adds none.
 		{"over HTTPS with HSTS, access log on", true, "", true, 2, ""},

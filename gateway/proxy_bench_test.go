@@ -124,6 +124,10 @@ upstreams:
 routes:
   - {name: user, match: {path: "/users/{id}", methods: [GET, OPTIONS]}, upstream: backend}
   - {name: static, match: {path: /static}, upstream: backend}
+  - name: canary
+    match: {path: /canary, headers: [{name: X-Canary, value: "on"}], query: [{name: v, regex: "^2"}], cookies: [{name: beta, present: true}]}
+    upstream: backend
+  - {name: stable, match: {path: /canary}, upstream: backend}
 `+config), Options{Log: zerolog.Nop(), Metrics: NewMetrics()})
 	if err != nil {
 		tb.Fatal(err)
@@ -139,6 +143,10 @@ routes:
 		r.req.SetRequestURI("http://" + gw + path)
 	}
 	r.req.Header.Set("X-Request-Id", "bench-request")
+	if strings.HasPrefix(path, "/canary") { // what the canary route's conditions ask for
+		r.req.Header.Set("X-Canary", "on")
+		r.req.Header.SetCookie("beta", "1")
+	}
 	h := authHeaders(extra)
 	for i := 0; i+1 < len(h); i += 2 {
 		r.req.Header.Set(h[i], h[i+1])
@@ -177,6 +185,7 @@ func BenchmarkProxyGET(b *testing.B) {
 		{"static-route-traced-sampled", "/static", tracedSampled},
 		{"param-route-long-value", "/users/" + longParam, ""},
 		{"static-route-cache-hit", "/static", cacheChain},
+		{"conditions-route", "/canary?v=2", ""},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			rig := newProxyRigWith
