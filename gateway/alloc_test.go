@@ -43,8 +43,8 @@ func TestAllocs_ProxiedGETAllocatesNothing(t *testing.T) {
 		{"tracing on, an unsampled request, access log on", true, tracedUnsampled, false, 0, ""},
 		{"a route with a path parameter (a 42-byte value), access log on", true, "", false, 0, "/users/" + longParam},
 		{"a cache hit, access log on", true, cacheChain, false, 0, ""},
-		// The canary route's header, query and cookie conditions all hold; a plain route on the same
-		// path follows it.
+		// The canary route's header, query and cookie conditions all hold (no other route has its
+		// path, so a condition that failed would make the request a 404 and the test fail).
 		{"a route with header, query and cookie conditions, access log on", true, "", false, 0, "/canary?v=2"},
 		// crypto/tls allocates once per record it reads (readFromUntil's atLeastReader escapes): once
 		// in weir's server connection and once in the test's client. weir itself adds none.

@@ -127,7 +127,6 @@ routes:
   - name: canary
     match: {path: /canary, headers: [{name: X-Canary, value: "on"}], query: [{name: v, regex: "^2"}], cookies: [{name: beta, present: true}]}
     upstream: backend
-  - {name: stable, match: {path: /canary}, upstream: backend}
 `+config), Options{Log: zerolog.Nop(), Metrics: NewMetrics()})
 	if err != nil {
 		tb.Fatal(err)

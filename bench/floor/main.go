@@ -4,12 +4,12 @@
 // of any proxy built on fasthttp's server and HostClient, weir included, on the machine at hand;
 // weir's figure minus this one is what weir's own code costs.
 //
-// With -pipeline it relays through fasthttp's PipelineClient instead: HTTP/1.1 pipelining over a
-// few upstream connections, which batches the requests that queue up under load into one write and
+// With -pipeline it relays through fasthttp's PipelineClient instead: HTTP/1.1 pipelining over one
+// upstream connection, which batches the requests that queue up under load into one write and
 // their answers into few reads. It is issue 18's experiment: what pipelining to the upstream could
 // save a fasthttp proxy at best, before weir pays for building it correctly.
 //
-// Usage: floor -listen 127.0.0.1:18085 -upstream 127.0.0.1:18080 [-pipeline -pipeline-conns 1]
+// Usage: floor -listen 127.0.0.1:18085 -upstream 127.0.0.1:18080 [-pipeline]
 package main
 
 import (
@@ -23,14 +23,13 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:18085", "address to serve on")
 	upstream := flag.String("upstream", "127.0.0.1:18080", "address of the one upstream")
 	pipeline := flag.Bool("pipeline", false, "relay through fasthttp's PipelineClient")
-	pipelineConns := flag.Int("pipeline-conns", 1, "upstream connections of the PipelineClient")
 	flag.Parse()
 
 	var do func(*fasthttp.Request, *fasthttp.Response) error
 	if *pipeline {
 		do = (&fasthttp.PipelineClient{
 			Addr:                     *upstream,
-			MaxConns:                 *pipelineConns,
+			MaxConns:                 1,
 			MaxPendingRequests:       4096,
 			NoDefaultUserAgentHeader: true,
 		}).Do
