@@ -123,9 +123,12 @@ routes:
 
 	var text string
 	exported := map[string]bool{}
-	waitFor(t, "the mirror's copy to be counted", func() bool {
+	// The mirror's copy and the failed handshake are counted after the client has its answer (the
+	// handshake's just after weir wrote its 400 to the plain-HTTP client: see tlsConn.handshakeFailed).
+	waitFor(t, "the mirror's copy and the failed handshake to be counted", func() bool {
 		text = g.scrape(t)
-		return strings.Contains(text, "weir_mirror_requests_total{")
+		return strings.Contains(text, "weir_mirror_requests_total{") &&
+			strings.Contains(text, "weir_tls_handshake_failures_total{")
 	})
 	for _, line := range strings.Split(text, "\n") {
 		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
