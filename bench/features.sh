@@ -6,7 +6,7 @@
 # an idle keep-alive connection by Go's own count, with and without reduce_memory_usage. Report in
 # bench/results-features.md.
 #
-#   bench/features.sh                      # ROUNDS=5, DURATION=4 (about 9 minutes)
+#   bench/features.sh                      # ROUNDS=5, DURATION=4 (about 8 minutes)
 #   ROUNDS=1 DURATION=2 bench/features.sh  # smoke run
 #
 # Settings (environment): ROUNDS (5), DURATION of each measured wrk run in seconds (4), WARMUP (1),
@@ -61,7 +61,7 @@ scenarios() {
 
 # header_args HEADERS: wrk's or curl's -H arguments for a ";"-separated header list, one per line.
 header_args() {
-	local list=$1 h
+	local list=$1 h hs
 	IFS=';' read -r -a hs <<<"$list"
 	for h in "${hs[@]}"; do
 		[[ -n $h ]] && printf -- '-H\n%s\n' "$h"
@@ -122,18 +122,18 @@ go_mem() {
 # idle_test NAME: fresh weir NAME, IDLE_CONNS idle keep-alive connections; Go heap and stack in use
 # before and while they idle, and the RSS delta, per connection.
 idle_test() {
-	local name=$1 before during line idler
+	local name=$1 before during line idler i
 	start_weir "$name"
 	before=$(go_mem "$name")
 	taskset -c "$LOAD_CORE" "$BUILD/idleconns" -addr "127.0.0.1:${PORT[$name]}" -pid "${PID[$name]}" \
 		-n "$IDLE_CONNS" -path /13 -body-bytes 13 -settle 10s >"$LOGS/idle-$name.txt" 2>&1 &
 	idler=$!
 	# idleconns opens the connections, then holds them idle for 10 s: read in the middle of that.
-	local i
 	for ((i = 0; i < 300; i++)); do
 		(($(ss -Htn state established "( sport = :${PORT[$name]} )" | wc -l) >= IDLE_CONNS)) && break
 		sleep 0.1
 	done
+	((i < 300)) || die "idleconns did not open $IDLE_CONNS connections to $name within 30 s"
 	sleep 4
 	during=$(go_mem "$name")
 	wait "$idler" || { cat "$LOGS/idle-$name.txt" >&2; die "idle-connection test failed against $name"; }
