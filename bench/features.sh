@@ -248,19 +248,15 @@ weir_version="$("$BUILD/weir" version) at $(git rev-parse --short HEAD 2>/dev/nu
 		-f bench/stats.awk -f - "$RUNS" <<'AWK'
 		{ key = $2 SUBSEP $3; seen[key] = 1
 		  for (c = 4; c <= 7; c++) vals[key, c] = vals[key, c] " " $c
-		  cpu[$1, $2, $3] = $5; rounds[$1] = 1 }
+		  inround[key, $1, 5] = $5; rounds[$1] = 1 }
 		END {
 			n = split(order, names, "|"); m = split(conns_list, cl, " ")
 			for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) {
 				key = names[i] SUBSEP cl[j]
 				if (!(key in seen)) continue
-				k = 0
-				for (r in rounds) if ((r, names[i], cl[j]) in cpu && (r, "plain", cl[j]) in cpu)
-					rv[++k] = cpu[r, names[i], cl[j]] / cpu[r, "plain", cl[j]]
-				sort(rv, k)
-				printf "| %s | %s | %s | %s | %s | %.0f | %.2f | %+.1f |\n", names[i], cl[j],
+				printf "| %s | %s | %s | %s | %s | %.0f | %s | %+.1f |\n", names[i], cl[j],
 					stat(key, 4, "%.0f", 1), stat(key, 5, "%.1f", 1), stat(key, 6, "%.1f", 1), med(key, 7),
-					median(rv, k), med(key, 5) - med("plain" SUBSEP cl[j], 5)
+					rratio(key, "plain" SUBSEP cl[j], 5), med(key, 5) - med("plain" SUBSEP cl[j], 5)
 			}
 		}
 AWK

@@ -347,6 +347,7 @@ weir_version="$("$BUILD/weir" version) at $(git rev-parse --short HEAD 2>/dev/nu
 	if (!(key in seen)) { seen[key] = 1; keys[++nkeys] = key }
 	if (!(($3, $4) in seen_sc)) { seen_sc[$3, $4] = 1; scs[++nscs] = $3 SUBSEP $4 }
 	for (c = 5; c <= 11; c++) vals[key, c] = vals[key, c] " " $c
+	inround[key, $1, 5] = $5; inround[key, $1, 8] = $8; rounds[$1] = 1
 	errors[key] += $12
 }
 END {
@@ -362,9 +363,12 @@ END {
 			stat(keys[i], 11, "%.1f", 1024), errors[keys[i]]
 	}
 	print ""
-	print "## Ratios (medians; CPU below 1 and req/s above 1 favour weir)"
+	print "## Ratios (medians of per-round ratios; CPU below 1 and req/s above 1 favour weir)"
 	print ""
-	print "floor is bench/floor, the smallest fasthttp proxy: weir ÷ floor is what weir adds to the library it is built on."
+	print "Each cell is the median over the rounds of one proxy's figure divided by the other's in the same round"
+	print "(the two ran within a minute of each other), so a slow spell of the machine that lasts a round"
+	print "cancels out. floor is bench/floor, the smallest fasthttp proxy: weir ÷ floor is what weir adds to the"
+	print "library it is built on."
 	print ""
 	print "| scenario | conns | CPU/req weir ÷ nginx | CPU/req weir ÷ HAProxy | CPU/req weir+chain ÷ nginx | CPU/req weir+chain ÷ HAProxy | CPU/req weir ÷ floor | CPU/req floor ÷ nginx | req/s weir ÷ nginx | req/s weir ÷ HAProxy | req/s weir+chain ÷ nginx | req/s weir+chain ÷ HAProxy |"
 	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -373,8 +377,8 @@ END {
 		w = scs[i] SUBSEP "weir"; c = scs[i] SUBSEP "weir+chain"
 		n = scs[i] SUBSEP "nginx"; h = scs[i] SUBSEP "HAProxy"; f = scs[i] SUBSEP "floor"
 		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s[1], s[2],
-			ratio(w, n, 8), ratio(w, h, 8), ratio(c, n, 8), ratio(c, h, 8), ratio(w, f, 8), ratio(f, n, 8),
-			ratio(w, n, 5), ratio(w, h, 5), ratio(c, n, 5), ratio(c, h, 5)
+			rratio(w, n, 8), rratio(w, h, 8), rratio(c, n, 8), rratio(c, h, 8), rratio(w, f, 8), rratio(f, n, 8),
+			rratio(w, n, 5), rratio(w, h, 5), rratio(c, n, 5), rratio(c, h, 5)
 	}
 }
 AWK

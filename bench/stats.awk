@@ -28,3 +28,14 @@ function ratio(a, b, col) {
 	if (!(a in seen) || !(b in seen)) return "–"
 	return sprintf("%.2f", med(a, col) / med(b, col))
 }
+# inround[key, round, col] holds column col of key's run in that round, and rounds[round] is set for
+# every round (the caller fills both). rratio(a, b, col): the median over the rounds where both ran of
+# a's value over b's in the same round, "–" when no round has both. On a noisy machine this is steadier
+# than ratio(): a slow spell that lasts a round slows both sides of the ratio.
+function rratio(a, b, col,    r, v, n) {
+	n = 0
+	for (r in rounds) if ((a, r, col) in inround && (b, r, col) in inround) v[++n] = inround[a, r, col] / inround[b, r, col]
+	if (n == 0) return "–"
+	sort(v, n)
+	return sprintf("%.2f", median(v, n))
+}
