@@ -303,3 +303,43 @@ func TestJWT_TokenFromACookieAndKeysFromAFile(t *testing.T) {
 	}
 	expectStatus(t, request(t, gw, "GET", "/", "Cookie", "theme=dark"), 401, "no session cookie")
 }
+
+// Refused tokens whose signature was checked are remembered, but never past what made them
+// refusals: a forged token is refused again from the cache, and passes once its kid's key becomes
+// the one that signed it; a token refused only for its nbf passes when the clock reaches nbf.
+func TestJWT_RefusalsAreRememberedOnlyWhileTheyHold(t *testing.T) {
+	b := startRecordingBackend(t, "b", nil)
+	key, other := newSigner(t, "k1", "ES256"), newSigner(t, "k1", "ES256") // one kid, two keys
+	jwks := startJWKS(t, key)
+	gw, _ := startGateway(t, jwtRoute(b.Addr, jwks.url, "          leeway: 0s\n          jwks_min_refresh: 300ms\n          jwks_refresh: 1h\n"))
+	waitKeys(t, gw, key.token(t, gojwt.MapClaims{"scope": "orders:read"}))
+	b.reset()
+
+	forged := other.token(t, gojwt.MapClaims{"scope": "orders:read"})
+	notYet := key.token(t, gojwt.MapClaims{"scope": "orders:read", "nbf": time.Now().Add(2 * time.Second).Unix()})
+	for i := range 3 {
+		expectStatus(t, request(t, gw, "GET", "/", bearer(forged)...), 401, fmt.Sprint("forged, request ", i+1))
+		expectStatus(t, request(t, gw, "GET", "/", bearer(notYet)...), 401, fmt.Sprint("before nbf, request ", i+1))
+	}
+
+	// k1 becomes the other key: fetched again for the next unknown kid after min_refresh.
+	jwks.set(false, other)
+	time.Sleep(350 * time.Millisecond)
+	before := jwks.fetches.Load()
+	expectStatus(t, request(t, gw, "GET", "/", bearer(newSigner(t, "unknown", "ES256").token(t, nil))...), 401, "unknown kid")
+	if jwks.fetches.Load() == before {
+		t.Fatal("an unknown kid after min_refresh did not fetch the set")
+	}
+	expectStatus(t, request(t, gw, "GET", "/", bearer(forged)...), 200, "the refused token, now signed by k1's key")
+	b.take(t)
+
+	// notYet was signed by the key that left; one signed by the current key, refused for its nbf
+	// until then, passes after it.
+	nbf := time.Now().Add(2 * time.Second).Unix() // at least a second away
+	notYet = other.token(t, gojwt.MapClaims{"scope": "orders:read", "nbf": nbf})
+	expectStatus(t, request(t, gw, "GET", "/", bearer(notYet)...), 401, "before nbf")
+	time.Sleep(time.Until(time.Unix(nbf, 0)) + 50*time.Millisecond)
+	expectStatus(t, request(t, gw, "GET", "/", bearer(notYet)...), 200, "after nbf")
+	b.take(t)
+	b.expectNone(t)
+}

@@ -57,7 +57,8 @@ type Config struct {
 	JWKSRefresh    time.Duration `yaml:"jwks_refresh" default:"5m"`
 	JWKSMinRefresh time.Duration `yaml:"jwks_min_refresh" default:"30s"`
 	JWKSTimeout    time.Duration `yaml:"jwks_timeout" default:"5s"`
-	// MaxCachedTokens bounds the verified-token cache; 0 turns it off.
+	// MaxCachedTokens bounds the verified-token cache, and separately the cache of tokens refused
+	// after their signature was checked; 0 turns both off.
 	MaxCachedTokens int `yaml:"max_cached_tokens" default:"10000"`
 	// Realm is named in WWW-Authenticate.
 	Realm string `yaml:"realm" default:"weir"`
@@ -95,6 +96,7 @@ type Filter struct {
 	now       func() time.Time
 	leeway    time.Duration
 	cache     *cache
+	rejected  *cache // refusals that cost a signature check; apart, so that forged tokens never evict good ones
 	challenge []byte // WWW-Authenticate without error
 	invalid   []byte // WWW-Authenticate for a bad token
 	scope     []byte // WWW-Authenticate for missing claims
@@ -203,6 +205,7 @@ func New(cfg Config, env filters.Env) (*Filter, error) {
 	f.parser = gojwt.NewParser(opts...)
 	if cfg.MaxCachedTokens > 0 {
 		f.cache = newCache(cfg.MaxCachedTokens)
+		f.rejected = newCache(cfg.MaxCachedTokens)
 	}
 	realm := `Bearer realm="` + cfg.Realm + `"`
 	f.challenge = []byte(realm)
@@ -211,9 +214,11 @@ func New(cfg Config, env filters.Env) (*Filter, error) {
 	return f, nil
 }
 
-// verdict is what checking one token concluded, cached for tokens that passed.
+// verdict is what checking one token concluded, cached for tokens that passed and for refusals that
+// will not change while the key that checked the signature stays (keep).
 type verdict struct {
 	status   int    // 0: passed; 401 or 403
+	keep     bool   // a refusal worth caching
 	reason   string // for a refusal
 	exp      int64  // Unix ns the verdict holds until (the token's exp); 0: no exp
 	kid      string
@@ -252,7 +257,9 @@ func (s *step) Serve(x *filters.Exchange) {
 	var digest [sha256.Size]byte
 	if s.cache != nil {
 		digest = sha256.Sum256(token)
-		v = s.cache.get(digest, now, s.set)
+		if v = s.cache.get(digest, now, s.set); v == nil {
+			v = s.rejected.get(digest, now, s.set)
+		}
 	}
 	if v == nil {
 		fresh, ready := s.verify(token, now)
@@ -261,8 +268,13 @@ func (s *step) Serve(x *filters.Exchange) {
 			x.Reject(fasthttp.StatusServiceUnavailable, "token keys not available")
 			return
 		}
-		if fresh.status == 0 && s.cache != nil {
-			s.cache.put(digest, fresh)
+		if s.cache != nil {
+			switch {
+			case fresh.status == 0:
+				s.cache.put(digest, fresh)
+			case fresh.keep:
+				s.rejected.put(digest, fresh)
+			}
 		}
 		v = fresh
 	}
@@ -354,13 +366,17 @@ func (f *Filter) verify(token []byte, now time.Time) (v *verdict, ready bool) {
 	}
 	if err != nil {
 		v.status, v.reason = fasthttp.StatusUnauthorized, "invalid token"
+		// A refusal is remembered only if the key was found, so that checking it again would cost
+		// a signature check (a forged or expired token repeated), and only if time cannot make the
+		// token valid (nbf or iat ahead of the clock).
+		v.keep = v.pub != nil && !errors.Is(err, gojwt.ErrTokenNotValidYet) && !errors.Is(err, gojwt.ErrTokenUsedBeforeIssued)
 		return v, true
 	}
 	claims, _ := tok.Claims.(gojwt.MapClaims)
 	if len(f.audiences) > 0 {
 		aud, _ := claims.GetAudience()
 		if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(f.audiences, a) }) {
-			v.status, v.reason = fasthttp.StatusUnauthorized, "invalid token"
+			v.status, v.reason, v.keep = fasthttp.StatusUnauthorized, "invalid token", true
 			return v, true
 		}
 	}
@@ -369,7 +385,7 @@ func (f *Filter) verify(token []byte, now time.Time) (v *verdict, ready bool) {
 	}
 	for claim, want := range f.required {
 		if !holds(claims[claim], want) {
-			v.status, v.reason = fasthttp.StatusForbidden, "token lacks a required claim"
+			v.status, v.reason, v.keep = fasthttp.StatusForbidden, "token lacks a required claim", true
 			return v, true
 		}
 	}
@@ -458,9 +474,10 @@ func consumerValue(s string) bool {
 	return true
 }
 
-// cache holds the verdicts of verified tokens by SHA-256 of the token, each until the token's exp
-// and only while the key that verified it is still in the set: a key removed from the JWKS voids
-// its tokens at the next lookup.
+// cache holds verdicts by SHA-256 of the token, each until the token's exp (when it has one) and
+// only while the key that checked its signature is still in the set, unchanged: a key removed from
+// the JWKS voids its tokens at the next lookup, and a key replaced under the same kid gets every
+// token it refused checked again.
 type cache struct {
 	max int
 	mu  sync.RWMutex

@@ -89,17 +89,26 @@ func TestHolds(t *testing.T) {
 }
 
 // benchFilter builds a filter on a JWKS file holding the key and returns a token maker for it.
-func benchFilter(b *testing.B, alg string, cached int) (*Filter, func(sub string) []byte) {
-	var priv crypto.Signer
+func benchFilter(b testing.TB, alg string, cached int) (*Filter, func(sub string) []byte) {
+	f, mk, _ := benchFilterForger(b, alg, cached)
+	return f, mk
+}
+
+// benchFilterForger is benchFilter that also returns a forger: it makes the same tokens under the
+// same kid, signed by a key the JWKS does not hold.
+func benchFilterForger(b testing.TB, alg string, cached int) (f *Filter, mk, forge func(sub string) []byte) {
+	var priv, forger crypto.Signer
 	var jwk map[string]string
 	switch alg {
 	case "RS256":
 		k, _ := rsa.GenerateKey(rand.Reader, 2048)
 		priv, jwk = k, map[string]string{"kty": "RSA", "kid": "k", "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
+		forger, _ = rsa.GenerateKey(rand.Reader, 2048)
 	case "ES256":
 		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		raw, _ := k.PublicKey.Bytes()
 		priv, jwk = k, map[string]string{"kty": "EC", "kid": "k", "crv": "P-256", "x": b64(raw[1:33]), "y": b64(raw[33:])}
+		forger, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
 	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{jwk}})
 	file := filepath.Join(b.TempDir(), "jwks.json")
@@ -113,35 +122,71 @@ func benchFilter(b *testing.B, alg string, cached int) (*Filter, func(sub string
 	if err != nil {
 		b.Fatal(err)
 	}
-	return f, func(sub string) []byte {
-		tok := gojwt.NewWithClaims(gojwt.GetSigningMethod(alg), gojwt.MapClaims{"iss": "https://idp/", "aud": "api", "sub": sub,
-			"email": sub + "@example.com", "scope": "read write", "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
-		tok.Header["kid"] = "k"
-		s, err := tok.SignedString(priv)
-		if err != nil {
-			b.Fatal(err)
+	signed := func(key crypto.Signer) func(sub string) []byte {
+		return func(sub string) []byte {
+			tok := gojwt.NewWithClaims(gojwt.GetSigningMethod(alg), gojwt.MapClaims{"iss": "https://idp/", "aud": "api", "sub": sub,
+				"email": sub + "@example.com", "scope": "read write", "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
+			tok.Header["kid"] = "k"
+			s, err := tok.SignedString(key)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return []byte("Bearer " + s)
 		}
-		return []byte("Bearer " + s)
 	}
+	return f, signed(priv), signed(forger)
 }
 
 type pass struct{}
 
 func (pass) Serve(x *filters.Exchange) { x.Ctx.Response.SetStatusCode(200) }
 
-func run(b *testing.B, h filters.Handler, ctx *fasthttp.RequestCtx, auth []byte) {
+func run(b testing.TB, h filters.Handler, ctx *fasthttp.RequestCtx, auth []byte) {
+	serve(b, h, ctx, auth, 0)
+}
+
+// serve runs one request with auth through h and fails b unless the filter answered status (0: passed).
+func serve(b testing.TB, h filters.Handler, ctx *fasthttp.RequestCtx, auth []byte, status int) {
 	ctx.Request.Header.SetBytesV("Authorization", auth)
 	x := filters.AcquireExchange(ctx)
 	h.Serve(x)
-	if x.Status != 0 {
-		b.Fatalf("refused: %d %s", x.Status, x.Reason)
+	if x.Status != status {
+		b.Fatalf("status %d (%s), want %d", x.Status, x.Reason, status)
 	}
 	filters.ReleaseExchange(x)
 }
 
+// A forged token repeated is refused from the cache of refusals: no signature check, which would
+// allocate (the parse alone does), so the repeat allocates nothing. With the caches off, every
+// refusal checks the signature again.
+func TestRepeatedForgedTokenIsRefusedFromTheCache(t *testing.T) {
+	for name, tc := range map[string]struct {
+		cached int
+		allocs bool
+	}{
+		"caches on":  {cached: 100, allocs: false},
+		"caches off": {cached: 0, allocs: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f, mk, forge := benchFilterForger(t, "ES256", tc.cached)
+			h := f.Wrap(pass{})
+			var ctx fasthttp.RequestCtx
+			forged := forge("user-1")
+			serve(t, h, &ctx, forged, fasthttp.StatusUnauthorized)
+			got := testing.AllocsPerRun(50, func() { serve(t, h, &ctx, forged, fasthttp.StatusUnauthorized) })
+			if (got > 0) != tc.allocs {
+				t.Fatalf("a repeated forged token allocated %.1f times per request", got)
+			}
+			// The refusals' cache is apart: the good token still passes, cached or not.
+			run(t, h, &ctx, mk("user-1"))
+		})
+	}
+}
+
 // BenchmarkJWT: the same token again (a cache hit), a token never seen (the full check; the
-// cache is off so that every iteration does it), and 10,000 distinct tokens in turn (a cache of
-// 10,000 holds them all after the first round).
+// cache is off so that every iteration does it), a forged token repeated (refused from the cache of
+// refusals), and 10,000 distinct tokens in turn (a cache of 10,000 holds them all after the first
+// round).
 func BenchmarkJWT(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		b.Run(alg+"/repeated", func(b *testing.B) {
@@ -163,6 +208,17 @@ func BenchmarkJWT(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				run(b, h, &ctx, auth)
+			}
+		})
+		b.Run(alg+"/forged-repeated", func(b *testing.B) {
+			f, _, forge := benchFilterForger(b, alg, 10000)
+			h, auth := f.Wrap(pass{}), forge("user-1")
+			var ctx fasthttp.RequestCtx
+			serve(b, h, &ctx, auth, fasthttp.StatusUnauthorized)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				serve(b, h, &ctx, auth, fasthttp.StatusUnauthorized)
 			}
 		})
 		b.Run(alg+"/10000-distinct", func(b *testing.B) {
