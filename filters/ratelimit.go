@@ -326,13 +326,20 @@ func secondsUntil(lim *rate.Limiter, now time.Time, want float64) int64 {
 	return int64(math.Ceil(missing / float64(lim.Limit())))
 }
 
+// The RateLimit fields' names as fasthttp normalizes them (what SetBytesV sent), for SetCanonical:
+// every response through a rate_limit carries both, and this skips normalizing them each time.
+var (
+	nameRateLimitPolicy = []byte("Ratelimit-Policy")
+	nameRateLimit       = []byte("Ratelimit")
+)
+
 // setHeaders writes the RateLimit-Policy and RateLimit fields.
 func (s *rateLimitStep) setHeaders(h *fasthttp.ResponseHeader, remaining, reset int64) {
-	h.SetBytesV("RateLimit-Policy", s.policy)
+	h.SetCanonical(nameRateLimitPolicy, s.policy)
 	var buf [64]byte
 	v := append(buf[:0], `"`+RateLimitPolicy+`";r=`...)
 	v = strconv.AppendInt(v, max(remaining, 0), 10)
 	v = append(v, ";t="...)
 	v = strconv.AppendInt(v, reset, 10)
-	h.SetBytesV("RateLimit", v)
+	h.SetCanonical(nameRateLimit, v)
 }
