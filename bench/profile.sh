@@ -7,7 +7,7 @@
 #   CONFIG=bench/configs/weir-chain.yaml URL_PATH=/1k bench/profile.sh
 #
 # Settings (environment): ROUNDS (3), DURATION of each profiled wrk run in seconds (5), CONNS (64),
-# URL_PATH (/13), CONFIG (bench/configs/weir.yaml; it must listen on 127.0.0.1:18081), FREQ perf's
+# URL_PATH (/13), CONFIG (bench/configs/weir.yaml; weir's first listen address in it is loaded), FREQ perf's
 # sampling rate in Hz (2999), RESULTS (bench/results-profile.md).
 # Same layout as run.sh: the proxy alone on core 0 with GOMAXPROCS=1, wrk and bench/backend on core 1.
 # Each round profiles weir, then floor, each after a 1 s warm-up; the figures are the samples of all
@@ -28,7 +28,10 @@ RESULTS=${RESULTS:-bench/results-profile.md}
 PROXY_CORE=0
 LOAD_CORE=1
 BACKEND_ADDR=127.0.0.1:18080
-declare -A PORT=([weir]=18081 [floor]=18085)
+# weir's port: the config's first listen address (server.listen comes before admin.listen).
+weir_port=$(sed -n 's/^ *listen: *"\{0,1\}127\.0\.0\.1:\([0-9]*\).*/\1/p' "$CONFIG" | head -1)
+[[ -n $weir_port ]] || { echo "$CONFIG has no listen address on 127.0.0.1" >&2; exit 2; }
+declare -A PORT=([weir]=$weir_port [floor]=18085)
 
 source bench/lib.sh
 for tool in wrk perf; do
