@@ -116,6 +116,14 @@ func publicKey(kty, crv, n, e, x, y string) (crypto.PublicKey, error) {
 	return nil, nil
 }
 
+// generation is one version of a set's keys with its number, published together: a verdict names the
+// generation of the very key that checked it, which two separate loads (keys, then a counter) could
+// not promise while a refresh stores a new version between them.
+type generation struct {
+	keys keys
+	n    uint64
+}
+
 // keySet is one JWKS source (a URL or a file) with its current keys. URL sets live in a process-wide
 // registry (setFor), so that config reloads, and every route naming the same URL, share one set and
 // one refresher; a set nobody has asked for in a while stops refreshing until it is used again.
@@ -126,10 +134,9 @@ type keySet struct {
 	log       zerolog.Logger
 	refresh   time.Duration // background refresh, unless the JWKS's Cache-Control says longer
 	minGap    time.Duration // at least this long between fetches made because of an unknown kid
-	current   atomic.Pointer[keys]
-	gen       atomic.Uint64 // counts changes of current: cached verdicts name the generation they saw
-	fetches   atomic.Int64  // for tests and logs
-	lastUsed  atomic.Int64  // Unix ns
+	current   atomic.Pointer[generation]
+	fetches   atomic.Int64 // for tests and logs
+	lastUsed  atomic.Int64 // Unix ns
 	mu        sync.Mutex
 	running   bool          // a refresher goroutine is running
 	lastFetch time.Time     // when the last fetch started
@@ -173,8 +180,7 @@ func fileSet(path string) (*keySet, error) {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	ks := &keySet{source: path}
-	ks.current.Store(&k)
-	ks.gen.Store(1)
+	ks.current.Store(&generation{keys: k, n: 1})
 	return ks, nil
 }
 
@@ -210,10 +216,10 @@ func (ks *keySet) refresher() {
 // lookup finds kid in the current keys. On a miss it refetches the set, at most once per minGap,
 // and waits for that fetch (one fetch however many requests miss at once). ready is false when no
 // version of the set has been loaded yet.
-func (ks *keySet) lookup(kid string) (k key, found, ready bool) {
+func (ks *keySet) lookup(kid string) (k key, gen uint64, found, ready bool) {
 	if cur := ks.current.Load(); cur != nil {
-		if k, found = (*cur)[kid]; found {
-			return k, true, true
+		if k, found = cur.keys[kid]; found {
+			return k, cur.n, true, true
 		}
 	}
 	if ks.url {
@@ -231,10 +237,10 @@ func (ks *keySet) lookup(kid string) (k key, found, ready bool) {
 	}
 	cur := ks.current.Load()
 	if cur == nil {
-		return key{}, false, false
+		return key{}, 0, false, false
 	}
-	k, found = (*cur)[kid]
-	return k, found, true
+	k, found = cur.keys[kid]
+	return k, cur.n, found, true
 }
 
 // fetch gets the set now (or waits for the fetch under way) and returns how long until the next
@@ -255,9 +261,11 @@ func (ks *keySet) fetch() time.Duration {
 	ks.fetches.Add(1)
 	wait := refresh
 	if err == nil {
-		if old := ks.current.Load(); old == nil || !sameKeys(*old, k) {
-			ks.current.Store(&k)
-			ks.gen.Add(1)
+		// Only one fetch runs at a time (inflight), so the generation numbers cannot repeat.
+		if old := ks.current.Load(); old == nil {
+			ks.current.Store(&generation{keys: k, n: 1})
+		} else if !sameKeys(old.keys, k) {
+			ks.current.Store(&generation{keys: k, n: old.n + 1})
 		}
 		if maxAge > 0 { // the server says how long its set stays fresh
 			wait = max(maxAge, minGap)

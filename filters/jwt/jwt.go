@@ -330,7 +330,7 @@ func (f *Filter) verify(token []byte, now time.Time) (v *verdict, ready bool) {
 	ready = true
 	tok, err := f.parser.Parse(string(token), func(t *gojwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		k, found, ok := f.set.lookup(kid)
+		k, gen, found, ok := f.set.lookup(kid)
 		if !ok {
 			ready = false
 			return nil, errors.New("no keys")
@@ -358,7 +358,7 @@ func (f *Filter) verify(token []byte, now time.Time) (v *verdict, ready bool) {
 				return nil, errors.New("algorithm does not match the key")
 			}
 		}
-		v.kid, v.pub, v.gen = kid, k.pub, f.set.gen.Load()
+		v.kid, v.pub, v.gen = kid, k.pub, gen
 		return k.pub, nil
 	})
 	if !ready {
@@ -496,13 +496,10 @@ func (c *cache) get(k [sha256.Size]byte, now time.Time, set *keySet) *verdict {
 	if v.exp != 0 && now.UnixNano() >= v.exp {
 		return nil
 	}
-	if g := set.gen.Load(); g != v.gen {
+	// Every verdict cached came from a key found in a loaded set, and a set never unloads: cur is not nil.
+	if cur := set.current.Load(); cur.n != v.gen {
 		// The set changed since: the verdict holds only if its key is still there, unchanged.
-		cur := set.current.Load()
-		if cur == nil {
-			return nil
-		}
-		if held, ok := (*cur)[v.kid]; !ok || !equalKeys(held.pub, v.pub) {
+		if held, ok := cur.keys[v.kid]; !ok || !equalKeys(held.pub, v.pub) {
 			c.mu.Lock()
 			delete(c.m, k)
 			c.mu.Unlock()

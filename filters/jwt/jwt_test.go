@@ -240,3 +240,43 @@ func BenchmarkJWT(b *testing.B) {
 		})
 	}
 }
+
+// A token signed by the key a refresh is putting in place under the same kid, checked while the
+// refresh happens, passes once the refresh is done: whatever the check saw, its verdict names the
+// generation of the key it used, so a refusal by the old key is voided by the new generation. Each
+// round moves the refresh a little later into the check (spin), to land inside it now and then.
+func TestJWT_ATokenOfTheNewKeyPassesAfterARotationThatRanDuringItsCheck(t *testing.T) {
+	f, mk, _ := benchFilterForger(t, "ES256", 100)
+	h := f.Wrap(pass{})
+	newKeys := f.set.current.Load().keys
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	oldKeys := keys{"k": {pub: &other.PublicKey}}
+	tok := mk("user-1")
+	var ctx fasthttp.RequestCtx
+	n := f.set.current.Load().n
+	for i := range 4000 {
+		n++
+		f.set.current.Store(&generation{keys: oldKeys, n: n})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var ctx fasthttp.RequestCtx
+			ctx.Request.Header.SetBytesV("Authorization", tok)
+			x := filters.AcquireExchange(&ctx)
+			h.Serve(x) // passes or is refused, depending on which keys it saw
+			filters.ReleaseExchange(x)
+		}()
+		for start, d := time.Now(), time.Duration(i%1600)*50*time.Nanosecond; time.Since(start) < d; {
+		}
+		n++
+		f.set.current.Store(&generation{keys: newKeys, n: n})
+		<-done
+		ctx.Request.Header.SetBytesV("Authorization", tok)
+		x := filters.AcquireExchange(&ctx)
+		h.Serve(x)
+		if x.Status != 0 {
+			t.Fatalf("round %d: the new key's token is refused (%d %s) after the rotation", i, x.Status, x.Reason)
+		}
+		filters.ReleaseExchange(x)
+	}
+}
