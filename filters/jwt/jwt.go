@@ -479,9 +479,10 @@ func consumerValue(s string) bool {
 // the JWKS voids its tokens at the next lookup, and a key replaced under the same kid gets every
 // token it refused checked again.
 type cache struct {
-	max int
-	mu  sync.RWMutex
-	m   map[[sha256.Size]byte]*verdict
+	max   int
+	mu    sync.RWMutex
+	m     map[[sha256.Size]byte]*verdict
+	swept int64 // Unix ns of the last sweep for expired entries, under mu
 }
 
 func newCache(max int) *cache { return &cache{max: max, m: make(map[[sha256.Size]byte]*verdict)} }
@@ -513,10 +514,15 @@ func (c *cache) put(k [sha256.Size]byte, v *verdict) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
-		now := time.Now().UnixNano()
-		for key, old := range c.m {
-			if old.exp != 0 && now >= old.exp {
-				delete(c.m, key)
+		// A sweep walks the whole map under the write lock, and a full cache of entries that never
+		// expire (refusals of forged tokens have no exp) would have every put walk it for nothing:
+		// at most one sweep a second.
+		if now := time.Now().UnixNano(); now-c.swept >= int64(time.Second) {
+			c.swept = now
+			for key, old := range c.m {
+				if old.exp != 0 && now >= old.exp {
+					delete(c.m, key)
+				}
 			}
 		}
 		// Still full: one arbitrary entry makes room (map order is random), so a flood of distinct

@@ -6,7 +6,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -244,7 +246,7 @@ func BenchmarkJWT(b *testing.B) {
 // A token signed by the key a refresh is putting in place under the same kid, checked while the
 // refresh happens, passes once the refresh is done: whatever the check saw, its verdict names the
 // generation of the key it used, so a refusal by the old key is voided by the new generation. Each
-// round moves the refresh a little later into the check (spin), to land inside it now and then.
+// round moves the refresh a little later into the check (a busy wait), to land inside it now and then.
 func TestJWT_ATokenOfTheNewKeyPassesAfterARotationThatRanDuringItsCheck(t *testing.T) {
 	f, mk, _ := benchFilterForger(t, "ES256", 100)
 	h := f.Wrap(pass{})
@@ -278,5 +280,23 @@ func TestJWT_ATokenOfTheNewKeyPassesAfterARotationThatRanDuringItsCheck(t *testi
 			t.Fatalf("round %d: the new key's token is refused (%d %s) after the rotation", i, x.Status, x.Reason)
 		}
 		filters.ReleaseExchange(x)
+	}
+}
+
+// BenchmarkCachePutWhenFull: a put into a full cache of entries that do not expire (refusals of
+// forged tokens carry no exp), as a stream of distinct forged tokens makes once the cache is full.
+func BenchmarkCachePutWhenFull(b *testing.B) {
+	const max = 10000
+	c, v := newCache(max), &verdict{status: fasthttp.StatusUnauthorized}
+	var k [sha256.Size]byte
+	for i := range max {
+		binary.BigEndian.PutUint64(k[:], uint64(i))
+		c.put(k, v)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		binary.BigEndian.PutUint64(k[:], uint64(max+i))
+		c.put(k, v)
 	}
 }
