@@ -99,7 +99,16 @@ func benchFilter(b testing.TB, alg string, cached int) (*Filter, func(sub string
 // benchFilterForger is benchFilter that also returns a forger: it makes the same tokens under the
 // same kid, signed by a key the JWKS does not hold.
 func benchFilterForger(b testing.TB, alg string, cached int) (f *Filter, mk, forge func(sub string) []byte) {
-	var priv, forger crypto.Signer
+	f, priv, forger := testFilter(b, alg, cached)
+	signed := func(key crypto.Signer) func(sub string) []byte {
+		return func(sub string) []byte { return sign(b, alg, "k", key, goodClaims(sub)) }
+	}
+	return f, signed(priv), signed(forger)
+}
+
+// testFilter builds a filter on a JWKS file holding one key under kid "k", and returns that key's
+// private half and a forger's (another key of the same type).
+func testFilter(b testing.TB, alg string, cached int) (f *Filter, priv, forger crypto.Signer) {
 	var jwk map[string]string
 	switch alg {
 	case "RS256":
@@ -124,19 +133,24 @@ func benchFilterForger(b testing.TB, alg string, cached int) (f *Filter, mk, for
 	if err != nil {
 		b.Fatal(err)
 	}
-	signed := func(key crypto.Signer) func(sub string) []byte {
-		return func(sub string) []byte {
-			tok := gojwt.NewWithClaims(gojwt.GetSigningMethod(alg), gojwt.MapClaims{"iss": "https://idp/", "aud": "api", "sub": sub,
-				"email": sub + "@example.com", "scope": "read write", "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
-			tok.Header["kid"] = "k"
-			s, err := tok.SignedString(key)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return []byte("Bearer " + s)
-		}
+	return f, priv, forger
+}
+
+// goodClaims are claims testFilter's filter accepts.
+func goodClaims(sub string) gojwt.MapClaims {
+	return gojwt.MapClaims{"iss": "https://idp/", "aud": "api", "sub": sub, "email": sub + "@example.com",
+		"scope": "read write", "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}
+}
+
+// sign returns an Authorization value carrying claims signed by key under kid.
+func sign(b testing.TB, alg, kid string, key crypto.Signer, claims gojwt.MapClaims) []byte {
+	tok := gojwt.NewWithClaims(gojwt.GetSigningMethod(alg), claims)
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(key)
+	if err != nil {
+		b.Fatal(err)
 	}
-	return f, signed(priv), signed(forger)
+	return []byte("Bearer " + s)
 }
 
 type pass struct{}
@@ -298,5 +312,52 @@ func BenchmarkCachePutWhenFull(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		binary.BigEndian.PutUint64(k[:], uint64(max+i))
 		c.put(k, v)
+	}
+}
+
+// Which refusals are remembered: those that cost a signature check and that time cannot undo. A
+// token refused before its key was found (malformed, unknown kid, an algorithm not allowed) would
+// cost no signature check again, and one refused for its nbf or iat may pass a moment later.
+func TestJWT_WhichRefusalsAreRemembered(t *testing.T) {
+	hour := time.Now().Add(time.Hour).Unix()
+	with := func(k string, v any) gojwt.MapClaims {
+		c := goodClaims("user-1")
+		c[k] = v
+		return c
+	}
+	for _, tc := range []struct {
+		desc   string
+		token  func(priv, forger crypto.Signer) []byte
+		status int
+		kept   bool
+	}{
+		{"forged signature", func(_, forger crypto.Signer) []byte { return sign(t, "ES256", "k", forger, goodClaims("user-1")) }, 401, true},
+		{"expired", func(priv, _ crypto.Signer) []byte {
+			return sign(t, "ES256", "k", priv, with("exp", time.Now().Add(-time.Hour).Unix()))
+		}, 401, true},
+		{"another issuer", func(priv, _ crypto.Signer) []byte { return sign(t, "ES256", "k", priv, with("iss", "https://other/")) }, 401, true},
+		{"another audience", func(priv, _ crypto.Signer) []byte { return sign(t, "ES256", "k", priv, with("aud", "other")) }, 401, true},
+		{"required scope missing", func(priv, _ crypto.Signer) []byte { return sign(t, "ES256", "k", priv, with("scope", "write")) }, 403, true},
+		{"nbf ahead", func(priv, _ crypto.Signer) []byte { return sign(t, "ES256", "k", priv, with("nbf", hour)) }, 401, false},
+		{"iat ahead", func(priv, _ crypto.Signer) []byte { return sign(t, "ES256", "k", priv, with("iat", hour)) }, 401, false},
+		{"unknown kid", func(priv, _ crypto.Signer) []byte { return sign(t, "ES256", "other", priv, goodClaims("user-1")) }, 401, false},
+		{"malformed", func(crypto.Signer, crypto.Signer) []byte { return []byte("Bearer not.a.token") }, 401, false},
+		{"algorithm not allowed", func(crypto.Signer, crypto.Signer) []byte {
+			s, _ := gojwt.NewWithClaims(gojwt.SigningMethodHS256, goodClaims("user-1")).SignedString([]byte("secret"))
+			return []byte("Bearer " + s)
+		}, 401, false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			f, priv, forger := testFilter(t, "ES256", 100)
+			h := f.Wrap(pass{})
+			var ctx fasthttp.RequestCtx
+			serve(t, h, &ctx, tc.token(priv, forger), tc.status)
+			f.rejected.mu.RLock()
+			kept := len(f.rejected.m) == 1
+			f.rejected.mu.RUnlock()
+			if kept != tc.kept {
+				t.Fatalf("refusal remembered: %v, want %v", kept, tc.kept)
+			}
+		})
 	}
 }
