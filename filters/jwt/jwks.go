@@ -347,15 +347,16 @@ func sameKeys(a, b keys) bool {
 	}
 	for kid, ka := range a {
 		kb, ok := b[kid]
-		if !ok || ka.alg != kb.alg || !equalKeys(ka.pub, kb.pub) {
+		if !ok || !ka.same(kb) {
 			return false
 		}
 	}
 	return true
 }
 
-func equalKeys(a, b crypto.PublicKey) bool {
+// same: the same public key with the same JWK alg, which narrows the algorithms it verifies.
+func (k key) same(o key) bool {
 	type equaler interface{ Equal(crypto.PublicKey) bool }
-	ea, ok := a.(equaler)
-	return ok && ea.Equal(b)
+	e, ok := k.pub.(equaler)
+	return k.alg == o.alg && ok && e.Equal(o.pub)
 }

@@ -4,7 +4,6 @@
 package jwt
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -222,8 +221,8 @@ type verdict struct {
 	reason   string // for a refusal
 	exp      int64  // Unix ns the verdict holds until (the token's exp); 0: no exp
 	kid      string
-	pub      crypto.PublicKey // the key that verified it
-	gen      uint64           // the key set generation it was verified under
+	key      key    // the key that verified it, with its JWK alg
+	gen      uint64 // the key set generation it was verified under
 	consumer []byte
 	headers  [][2][]byte // forward_claims: header, value
 }
@@ -358,7 +357,7 @@ func (f *Filter) verify(token []byte, now time.Time) (v *verdict, ready bool) {
 				return nil, errors.New("algorithm does not match the key")
 			}
 		}
-		v.kid, v.pub, v.gen = kid, k.pub, gen
+		v.kid, v.key, v.gen = kid, k, gen
 		return k.pub, nil
 	})
 	if !ready {
@@ -369,7 +368,7 @@ func (f *Filter) verify(token []byte, now time.Time) (v *verdict, ready bool) {
 		// A refusal is remembered only if the key was found, so that checking it again would cost
 		// a signature check (a forged or expired token repeated), and only if time cannot make the
 		// token valid (nbf or iat ahead of the clock).
-		v.keep = v.pub != nil && !errors.Is(err, gojwt.ErrTokenNotValidYet) && !errors.Is(err, gojwt.ErrTokenUsedBeforeIssued)
+		v.keep = v.key.pub != nil && !errors.Is(err, gojwt.ErrTokenNotValidYet) && !errors.Is(err, gojwt.ErrTokenUsedBeforeIssued)
 		return v, true
 	}
 	claims, _ := tok.Claims.(gojwt.MapClaims)
@@ -500,7 +499,7 @@ func (c *cache) get(k [sha256.Size]byte, now time.Time, set *keySet) *verdict {
 	// Every verdict cached came from a key found in a loaded set, and a set never unloads: cur is not nil.
 	if cur := set.current.Load(); cur.n != v.gen {
 		// The set changed since: the verdict holds only if its key is still there, unchanged.
-		if held, ok := cur.keys[v.kid]; !ok || !equalKeys(held.pub, v.pub) {
+		if held, ok := cur.keys[v.kid]; !ok || !held.same(v.key) {
 			c.mu.Lock()
 			delete(c.m, k)
 			c.mu.Unlock()

@@ -361,3 +361,19 @@ func TestJWT_WhichRefusalsAreRemembered(t *testing.T) {
 		})
 	}
 }
+
+// A JWK whose alg is narrowed under the same kid and public key (to an algorithm other than the
+// token's) voids the token's cached acceptance: the next request is checked again, and refused.
+func TestJWT_AKeyNarrowedToAnotherAlgorithmVoidsTheTokensItPassed(t *testing.T) {
+	f, mk, _ := benchFilterForger(t, "ES256", 100)
+	h := f.Wrap(pass{})
+	tok := mk("user-1")
+	var ctx fasthttp.RequestCtx
+	serve(t, h, &ctx, tok, 0)
+	serve(t, h, &ctx, tok, 0) // from the cache
+	cur := f.set.current.Load()
+	k := cur.keys["k"]
+	k.alg = "ES384"
+	f.set.current.Store(&generation{keys: keys{"k": k}, n: cur.n + 1})
+	serve(t, h, &ctx, tok, fasthttp.StatusUnauthorized)
+}
