@@ -262,10 +262,12 @@ func (ks *keySet) fetch() time.Duration {
 	wait := refresh
 	if err == nil {
 		// Only one fetch runs at a time (inflight), so the generation numbers cannot repeat.
-		if old := ks.current.Load(); old == nil {
-			ks.current.Store(&generation{keys: k, n: 1})
-		} else if !sameKeys(old.keys, k) {
-			ks.current.Store(&generation{keys: k, n: old.n + 1})
+		if old := ks.current.Load(); old == nil || !sameKeys(old.keys, k) {
+			var n uint64
+			if old != nil {
+				n = old.n
+			}
+			ks.current.Store(&generation{keys: k, n: n + 1})
 		}
 		if maxAge > 0 { // the server says how long its set stays fresh
 			wait = max(maxAge, minGap)
